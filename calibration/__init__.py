@@ -1,0 +1,1 @@
+"""Calibration stage: real images, decoded and preprocessed the way each model is evaluated."""

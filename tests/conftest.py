@@ -1,0 +1,31 @@
+"""Shared fixtures: TensorFlow imported quietly, and the embedded real photographs."""
+
+import numpy as np
+import pytest
+
+from tfmobile import cli
+
+cli.quiet_tensorflow()
+
+
+@pytest.fixture(scope="session")
+def photos():
+    """The bundled real photographs (calibration/images), decoded to RGB uint8."""
+    from calibration import images
+
+    return images.embedded_images()
+
+
+@pytest.fixture(scope="session")
+def photo_batch(photos):
+    """Returns the photographs preprocessed for a given input size."""
+    from calibration.preprocess import Preprocessing
+
+    cache = {}
+
+    def make(input_size: int) -> np.ndarray:
+        if input_size not in cache:
+            cache[input_size] = Preprocessing(input_size).batch(photos)
+        return cache[input_size]
+
+    return make

@@ -1,0 +1,1 @@
+"""tfmobile: MobileNet-family architectures, LiteRT conversion and on-device benchmarks."""

@@ -1,0 +1,140 @@
+"""What every tfmobile command shares: quiet TensorFlow, one-line usage errors (exit 2), and the
+model-selection flags."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import sys
+
+from absl import app, flags
+
+USAGE_EXIT = 2
+
+
+class UsageError(Exception):
+    """Bad input from the user: reported as one line, exit status 2."""
+
+
+@contextlib.contextmanager
+def silenced_stderr(enabled: bool = True):
+    """Points file descriptor 2 at /dev/null: TensorFlow's C++ code logs there directly (TF 2.21
+    prints its start-up lines before TF_CPP_MIN_LOG_LEVEL is read)."""
+    if not enabled:
+        yield
+        return
+    sys.stderr.flush()
+    saved = os.dup(2)
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    try:
+        os.dup2(devnull, 2)
+        yield
+    finally:
+        sys.stderr.flush()
+        os.dup2(saved, 2)
+        os.close(saved)
+        os.close(devnull)
+
+
+def quiet_tensorflow(verbose: bool = False) -> None:
+    """Imports TensorFlow with its logging hidden unless verbose."""
+    if not verbose:
+        os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+        import logging
+        import warnings
+
+        warnings.filterwarnings("ignore")
+        logging.getLogger("tensorflow").setLevel(logging.ERROR)
+    with silenced_stderr(not verbose):
+        import keras  # noqa: F401  (imports TensorFlow)
+        import tensorflow  # noqa: F401
+
+
+def _program() -> str:
+    """`python -m tfmobile.summary` reports as tfmobile.summary, a script by its file name."""
+    spec = getattr(sys.modules.get("__main__"), "__spec__", None)
+    return spec.name if spec else os.path.basename(sys.argv[0])
+
+
+def fail_usage(message: str) -> None:
+    print(f"{_program()}: error: {message}", file=sys.stderr)
+    sys.exit(USAGE_EXIT)
+
+
+def _print_help(full: bool) -> None:
+    """The command's docstring, then its flags (those defined here and in the command)."""
+    if full:
+        print(flags.FLAGS.get_help())
+        sys.exit(0)
+    print((sys.modules["__main__"].__doc__ or "").strip() + "\n\nflags:")
+    main_module = sys.argv[0]
+    for module in (main_module, __name__):
+        for flag in sorted(flags.FLAGS.get_flags_for_module(module), key=lambda f: f.name):
+            name = f"--[no]{flag.name}" if flag.boolean else f"--{flag.name}"
+            default = "" if flag.default is None or flag.boolean else f" (default: {flag.default})"
+            print(f"  {name}: {flag.help}{default}")
+    print("  --helpfull: every flag, absl's included")
+    sys.exit(0)
+
+
+def _parse_flags(argv):
+    """flags.FLAGS(argv), with --help exiting 0 (absl's exits 1) and errors as one line."""
+    if any(a in ("-h", "-?", "--help", "--helpshort") for a in argv[1:]):
+        _print_help(full=False)
+    if "--helpfull" in argv[1:]:
+        _print_help(full=True)
+    try:
+        return flags.FLAGS(argv)
+    except flags.Error as err:
+        fail_usage(f"{err} (see --help)")
+
+
+def run(main) -> None:
+    """absl's app.run, with flag errors and UsageError as one line and exit status 2."""
+
+    def guarded(argv):
+        if len(argv) > 1:
+            fail_usage(f"unexpected argument {argv[1]!r}; every option is a --flag (see --help)")
+        try:
+            return main(argv)
+        except UsageError as err:
+            fail_usage(str(err))
+
+    app.run(guarded, flags_parser=_parse_flags)
+
+
+def define_model_flags(required: bool = True) -> None:
+    flags.DEFINE_string("model", None, "Zoo network to build, e.g. mobilenet_v2, fd_mobilenet "
+                        "(an unknown name lists them all).")
+    flags.DEFINE_float("alpha", 1.0, "Width multiplier: scales every layer's channels "
+                       "(ShuffleNet V2 comes in 0.5, 1, 1.5 and 2).")
+    flags.DEFINE_integer("input_size", 224, "Side of the square RGB input, at least 32.")
+    flags.DEFINE_integer("num_classes", 1000, "Classifier width.")
+    flags.DEFINE_integer("groups", None, "ShuffleNet V1 only: groups of its 1x1 convolutions "
+                         "(1, 2, 3, 4 or 8; default 3).")
+    flags.DEFINE_boolean("minimalistic", False, "MobileNet V3 only: the variant without SE, "
+                         "hard-swish or 5x5 kernels (suits GPUs, DSPs and Edge TPUs).")
+    if required:
+        flags.mark_flag_as_required("model")
+
+
+def model_args(FLAGS) -> dict:
+    """The flags as keyword arguments of tfmobile.models.build (variants only when given)."""
+    args = dict(
+        alpha=FLAGS.alpha, input_size=FLAGS.input_size, num_classes=FLAGS.num_classes
+    )
+    if FLAGS.groups is not None:
+        args["groups"] = FLAGS.groups
+    if FLAGS.minimalistic:
+        args["minimalistic"] = True
+    return args
+
+
+def build_model(name: str, **kwargs):
+    """tfmobile.models.build with its argument errors turned into usage errors."""
+    from tfmobile import models
+
+    try:
+        return models.build(name, **kwargs)
+    except ValueError as err:
+        raise UsageError(str(err)) from None

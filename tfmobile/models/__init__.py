@@ -1,0 +1,19 @@
+"""The architecture zoo: `available()`, `build(name, ...)`, `get_spec(...)`, `port_weights(...)`.
+
+Every network is a layer table (see `spec.py` and the per-network modules) built by one
+dispatcher (`assemble.py`) from one builder per block type (`blocks.py`).
+"""
+
+# Importing the network modules registers them, in this order.
+from tfmobile.models import (  # noqa: F401
+    mobilenet_v1,
+    mobilenet_v2,
+    mobilenet_v3,
+    fd_mobilenet,
+    shufflenet,
+    mobilenet_edgetpu,
+)
+from tfmobile.models.registry import available, build, entry, get_spec
+from tfmobile.models.weights import port_weights
+
+__all__ = ["available", "build", "entry", "get_spec", "port_weights"]

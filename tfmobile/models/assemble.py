@@ -1,0 +1,72 @@
+"""The one dispatcher: resolves each table row's widths for a width multiplier and hands the
+block to its builder, then adds the classification head."""
+
+from __future__ import annotations
+
+import keras
+from keras import layers
+
+from tfmobile.models.blocks import BUILDERS, Block, activation
+from tfmobile.models.spec import BlockSpec, NetworkSpec
+
+
+def scaled_width(filters: int, scale: str, net: NetworkSpec, in_ch: int, in_ref: int | None) -> int:
+    if scale == "fixed":
+        return filters
+    if scale == "grow":
+        return filters if net.alpha <= 1.0 else net.round_filters(filters * net.alpha)
+    if scale == "input":
+        return net.round_expand(in_ch * filters / in_ref)
+    return net.round_filters(filters * net.alpha)
+
+
+def resolve(spec: BlockSpec, in_ch: int, net: NetworkSpec) -> Block:
+    """The widths one block has at the network's alpha, given its actual input width."""
+    if spec.block == "maxpool":
+        filters = in_ch
+    else:
+        filters = scaled_width(spec.filters, spec.scale, net, in_ch, spec.in_filters)
+    expand = None
+    if spec.expand is not None and spec.expand != spec.in_filters:
+        # Expansion is a ratio of the actual input, as in the released checkpoints.
+        expand = net.round_expand(in_ch * spec.expand / spec.in_filters)
+    se = None
+    if spec.se is not None:
+        se = net.round_expand((expand or in_ch) * spec.se)
+    return Block(
+        filters=filters,
+        kernel=spec.kernel,
+        stride=spec.stride,
+        act=spec.act,
+        expand=expand,
+        se=se,
+        residual=spec.residual,
+        groups=spec.groups,
+        input_groups=spec.groups if spec.input_groups is None else spec.input_groups,
+    )
+
+
+def assemble(
+    net: NetworkSpec,
+    input_size: int,
+    num_classes: int = 1000,
+    include_top: bool = True,
+    classifier_activation: str | None = "softmax",
+) -> keras.Model:
+    inputs = keras.Input((input_size, input_size, 3), name="image")
+    x = inputs
+    for i, spec in enumerate(net.blocks):
+        x = BUILDERS[spec.block](x, resolve(spec, x.shape[-1], net), f"b{i}")
+    if include_top:
+        x = layers.GlobalAveragePooling2D(name="pool")(x)
+        head = net.head
+        if head.hidden:
+            width = scaled_width(head.hidden, head.hidden_scale, net, x.shape[-1], None)
+            x = layers.Dense(width, name="head_fc")(x)
+            x = activation(x, head.hidden_act, "head_fc_act")
+        if head.dropout:
+            x = layers.Dropout(head.dropout, name="dropout")(x)
+        x = layers.Dense(num_classes, name="logits")(x)
+        if classifier_activation:
+            x = layers.Activation(classifier_activation, name="predictions")(x)
+    return keras.Model(inputs, x, name=f"{net.name}_{net.alpha:g}_{input_size}")

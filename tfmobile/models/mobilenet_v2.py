@@ -1,0 +1,41 @@
+"""MobileNet V2 (Sandler et al. 2018, arXiv 1801.04381)."""
+
+import keras
+
+from tfmobile.models.registry import register
+from tfmobile.models.spec import NetworkSpec, decode, make_divisible
+
+# Table 2: (t, c, n, s) bottleneck rows between a 3x3 stem and a 1x1 conv.
+LAYERS = decode(
+    "block  k  t    c     n  s",
+    [
+        ("conv", 3, "-", 32,   1, 2),
+        ("ir",   3, 1,   16,   1, 1),
+        ("ir",   3, 6,   24,   2, 2),
+        ("ir",   3, 6,   32,   3, 2),
+        ("ir",   3, 6,   64,   4, 2),
+        ("ir",   3, 6,   96,   3, 1),
+        ("ir",   3, 6,   160,  3, 2),
+        ("ir",   3, 6,   320,  1, 1),
+        ("conv", 1, "-", 1280, 1, 1, {"scale": "grow"}),  # not shrunk for alpha < 1
+    ],
+    act="RE6",
+)
+
+
+def keras_application(*, alpha, input_size, num_classes, include_top, weights, **kwargs):
+    return keras.applications.MobileNetV2(
+        input_shape=(input_size, input_size, 3), alpha=alpha, classes=num_classes,
+        include_top=include_top, weights=weights, **kwargs,
+    )
+
+
+@register(
+    "mobilenet_v2",
+    paper="MobileNetV2: Inverted Residuals and Linear Bottlenecks (arXiv 1801.04381)",
+    keras_application=keras_application,
+)
+def mobilenet_v2(alpha: float) -> NetworkSpec:
+    return NetworkSpec(
+        "mobilenet_v2", LAYERS, alpha, round_filters=lambda c: make_divisible(int(c))
+    )

@@ -1,0 +1,102 @@
+"""MobileNet V3 Large and Small (Howard et al. 2019, arXiv 1905.02244), as released."""
+
+import dataclasses
+
+import keras
+
+from tfmobile.models.registry import register
+from tfmobile.models.spec import Head, NetworkSpec, decode, make_divisible
+
+SCHEMA = "block  k  exp  out   se    nl    s"  # the paper's columns: exp size, #out, SE, NL
+
+# Table 1. The stem keeps 16 channels at every width; the last conv is 6x its input.
+LARGE = decode(
+    SCHEMA,
+    [
+        ("conv", 3, "-", 16,  "-",  "HS", 2, {"scale": "fixed"}),
+        ("ir",   3, 16,  16,  "-",  "RE", 1),
+        ("ir",   3, 64,  24,  "-",  "RE", 2),
+        ("ir",   3, 72,  24,  "-",  "RE", 1),
+        ("ir",   5, 72,  40,  0.25, "RE", 2),
+        ("ir",   5, 120, 40,  0.25, "RE", 1),
+        ("ir",   5, 120, 40,  0.25, "RE", 1),
+        ("ir",   3, 240, 80,  "-",  "HS", 2),
+        ("ir",   3, 200, 80,  "-",  "HS", 1),
+        ("ir",   3, 184, 80,  "-",  "HS", 1),
+        ("ir",   3, 184, 80,  "-",  "HS", 1),
+        ("ir",   3, 480, 112, 0.25, "HS", 1),
+        ("ir",   3, 672, 112, 0.25, "HS", 1),
+        ("ir",   5, 672, 160, 0.25, "HS", 2),
+        ("ir",   5, 960, 160, 0.25, "HS", 1),
+        ("ir",   5, 960, 160, 0.25, "HS", 1),
+        ("conv", 1, "-", 960, "-",  "HS", 1, {"scale": "input"}),
+    ],
+)
+
+# Table 2. As released, the last 576-wide conv has no SE.
+SMALL = decode(
+    SCHEMA,
+    [
+        ("conv", 3, "-", 16,  "-",  "HS", 2, {"scale": "fixed"}),
+        ("ir",   3, 16,  16,  0.25, "RE", 2),
+        ("ir",   3, 72,  24,  "-",  "RE", 2),
+        ("ir",   3, 88,  24,  "-",  "RE", 1),
+        ("ir",   5, 96,  40,  0.25, "HS", 2),
+        ("ir",   5, 240, 40,  0.25, "HS", 1),
+        ("ir",   5, 240, 40,  0.25, "HS", 1),
+        ("ir",   5, 120, 48,  0.25, "HS", 1),
+        ("ir",   5, 144, 48,  0.25, "HS", 1),
+        ("ir",   5, 288, 96,  0.25, "HS", 2),
+        ("ir",   5, 576, 96,  0.25, "HS", 1),
+        ("ir",   5, 576, 96,  0.25, "HS", 1),
+        ("conv", 1, "-", 576, "-",  "HS", 1, {"scale": "input"}),
+    ],
+)
+
+
+def minimalistic(blocks):
+    """No SE, no hard-swish, no 5x5: the variant that maps well to GPUs, DSPs and Edge TPUs."""
+    return tuple(
+        dataclasses.replace(
+            b, se=None, act="RE" if b.act == "HS" else b.act, kernel=min(b.kernel, 3)
+        )
+        for b in blocks
+    )
+
+
+def _spec(name, blocks, hidden, alpha, is_minimalistic):
+    if is_minimalistic:
+        blocks = minimalistic(blocks)
+    head = Head(hidden=hidden, hidden_act="RE" if is_minimalistic else "HS", dropout=0.2)
+    return NetworkSpec(name, blocks, alpha, round_filters=make_divisible, head=head)
+
+
+def _keras_factory(application):
+    def build(*, alpha, input_size, num_classes, include_top, weights, minimalistic=False, **kw):
+        return application(
+            input_shape=(input_size, input_size, 3), alpha=alpha, minimalistic=minimalistic,
+            classes=num_classes, include_top=include_top, weights=weights,
+            include_preprocessing=False, **kw,
+        )
+
+    return build
+
+
+VARIANTS = {"minimalistic": (False, True)}
+PAPER = "Searching for MobileNetV3 (arXiv 1905.02244)"
+
+
+@register(
+    "mobilenet_v3_large", paper=PAPER, variants=VARIANTS,
+    keras_application=_keras_factory(keras.applications.MobileNetV3Large),
+)
+def mobilenet_v3_large(alpha: float, minimalistic: bool = False) -> NetworkSpec:
+    return _spec("mobilenet_v3_large", LARGE, 1280, alpha, minimalistic)
+
+
+@register(
+    "mobilenet_v3_small", paper=PAPER, variants=VARIANTS,
+    keras_application=_keras_factory(keras.applications.MobileNetV3Small),
+)
+def mobilenet_v3_small(alpha: float, minimalistic: bool = False) -> NetworkSpec:
+    return _spec("mobilenet_v3_small", SMALL, 1024, alpha, minimalistic)

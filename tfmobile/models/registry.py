@@ -1,0 +1,155 @@
+"""The registry of network names: `available()`, `build(name, ...)`, `get_spec(name, ...)`.
+
+Each network module registers a thin generator that turns (alpha, variants) into a
+`NetworkSpec`; `build` validates the arguments, assembles the Keras model and loads weights.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import numbers
+from typing import Callable, Mapping
+
+import keras
+
+from tfmobile.models.assemble import assemble
+from tfmobile.models.spec import NetworkSpec
+
+MIN_INPUT_SIZE = 32  # every network here downsamples 32x
+
+
+@dataclasses.dataclass(frozen=True)
+class ModelEntry:
+    name: str
+    make_spec: Callable[..., NetworkSpec]  # (alpha, **variants) -> NetworkSpec
+    paper: str
+    variants: Mapping[str, tuple] = dataclasses.field(default_factory=dict)  # first is default
+    widths: tuple[float, ...] | None = None  # the only alphas the network comes in, if fixed
+    # Builds the equivalent keras.applications model (for published weights and checks).
+    keras_application: Callable[..., keras.Model] | None = None
+
+    def defaults(self) -> dict:
+        return {k: values[0] for k, values in self.variants.items()}
+
+
+_REGISTRY: dict[str, ModelEntry] = {}
+
+
+def register(name, *, paper, variants=None, widths=None, keras_application=None):
+    def wrap(make_spec):
+        _REGISTRY[name] = ModelEntry(
+            name, make_spec, paper, dict(variants or {}), widths, keras_application
+        )
+        return make_spec
+
+    return wrap
+
+
+def available() -> list[str]:
+    """The names `build` accepts, in registration order (families stay together)."""
+    return list(_REGISTRY)
+
+
+def entry(name: str) -> ModelEntry:
+    try:
+        return _REGISTRY[name]
+    except (KeyError, TypeError):
+        raise ValueError(f"unknown model {name!r}; choose one of: {', '.join(available())}") from None
+
+
+def check_alpha(entry: ModelEntry, alpha) -> float:
+    if (
+        isinstance(alpha, bool)
+        or not isinstance(alpha, numbers.Real)
+        or not math.isfinite(alpha)
+        or alpha <= 0
+    ):
+        raise ValueError(f"alpha (width multiplier) must be a positive number, got {alpha!r}")
+    if entry.widths is not None and float(alpha) not in entry.widths:
+        raise ValueError(
+            f"{entry.name} comes in widths {', '.join(f'{w:g}' for w in entry.widths)}; "
+            f"got alpha={alpha!r}"
+        )
+    return float(alpha)
+
+
+def check_variants(entry: ModelEntry, variant: dict) -> dict:
+    unknown = sorted(set(variant) - set(entry.variants))
+    if unknown:
+        valid = ", ".join(entry.variants) or "none"
+        raise ValueError(f"{entry.name} has no variant {unknown[0]!r}; its variants: {valid}")
+    resolved = entry.defaults()
+    for key, value in variant.items():
+        allowed = entry.variants[key]
+        if isinstance(value, bool) is not isinstance(allowed[0], bool) or value not in allowed:
+            raise ValueError(
+                f"{entry.name}: {key} must be one of {', '.join(map(str, allowed))}, got {value!r}"
+            )
+        resolved[key] = value
+    return resolved
+
+
+def check_positive_int(name: str, value, minimum: int, why: str = "") -> int:
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < minimum:
+        raise ValueError(f"{name} must be an integer of at least {minimum}{why}, got {value!r}")
+    return int(value)
+
+
+def get_spec(name: str, alpha: float = 1.0, **variant) -> NetworkSpec:
+    """The network's table at one width, as data (nothing is built)."""
+    e = entry(name)
+    return e.make_spec(check_alpha(e, alpha), **check_variants(e, variant))
+
+
+def build(
+    name: str,
+    *,
+    alpha: float = 1.0,
+    input_size: int = 224,
+    num_classes: int = 1000,
+    include_top: bool = True,
+    weights: str | None = None,
+    classifier_activation: str | None = "softmax",
+    **variant,
+) -> keras.Model:
+    """Builds a zoo network as a Keras functional model.
+
+    Args:
+      name: one of `available()`.
+      alpha: width multiplier (ShuffleNet V2: 0.5, 1, 1.5 or 2).
+      input_size: side of the square RGB input; inputs are scaled to [-1, 1].
+      num_classes: width of the classifier.
+      include_top: False stops at the last feature map (no pooling, no classifier).
+      weights: None (random), "imagenet" (the published Keras weights, where they exist and
+        can be downloaded) or the path of a `.weights.h5` file.
+      classifier_activation: "softmax" or None for logits.
+      **variant: network variants, e.g. minimalistic=True (MobileNet V3), groups=8
+        (ShuffleNet V1).
+    """
+    from tfmobile.models import weights as weights_lib  # imports registry; avoid the cycle
+
+    e = entry(name)
+    spec = get_spec(name, alpha, **variant)
+    input_size = check_positive_int(
+        "input_size", input_size, MIN_INPUT_SIZE, f" ({name} downsamples 32x)"
+    )
+    num_classes = check_positive_int("num_classes", num_classes, 1)
+    if classifier_activation not in (None, "softmax"):
+        raise ValueError(
+            f"classifier_activation must be 'softmax' or None, got {classifier_activation!r}"
+        )
+    weights_lib.check_weights_arg(e, weights, num_classes)
+    model = assemble(spec, input_size, num_classes, include_top, classifier_activation)
+    if weights is not None:
+        weights_lib.load(
+            model,
+            e,
+            weights,
+            alpha=spec.alpha,
+            input_size=input_size,
+            num_classes=num_classes,
+            include_top=include_top,
+            **check_variants(e, variant),
+        )
+    return model

@@ -1,0 +1,139 @@
+"""Architecture as data: layer tables, written as the papers print them, decoded into typed rows.
+
+A table is a schema line naming its columns and one tuple per row, e.g. MobileNet V2's
+`"block k t c n s"` with rows like `("ir", 3, 6, 24, 2, 2)`. `decode` turns it into one
+`BlockSpec` per block (a row with n > 1 becomes n blocks; only the first takes the stride), with
+every width still at width multiplier 1.0. `tfmobile.models.assemble` resolves the widths for a
+given alpha and hands each block to the one builder for its type.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Callable, Iterable
+
+# Column names as the papers print them -> BlockSpec fields.
+COLUMNS = {
+    "block": "block",
+    "k": "kernel",
+    "s": "stride",
+    "c": "filters",
+    "out": "filters",
+    "n": "repeat",
+    "t": "expand_ratio",  # MobileNet V2: expansion factor against the block's input
+    "exp": "expand",  # MobileNet V3: absolute expansion width
+    "se": "se",
+    "nl": "act",
+    "g": "groups",
+}
+
+# The non-linearities under the names the papers use.
+ACTIVATIONS = ("RE", "RE6", "HS", None)
+BLOCK_TYPES = ("conv", "dwsep", "ir", "fused_ir", "shuffle_v1", "shuffle_v2", "maxpool")
+# How a row's width follows the width multiplier alpha.
+SCALINGS = (
+    "alpha",  # width(c * alpha): the default
+    "fixed",  # c whatever alpha is (MobileNet V3's 16-wide stem)
+    "grow",  # width(c * alpha) only when alpha > 1 (the 1280-wide heads)
+    "input",  # c / in_filters times the actual input width (MobileNet V3's 6x head conv)
+)
+
+
+@dataclasses.dataclass(frozen=True)
+class BlockSpec:
+    """One block at width multiplier 1.0."""
+
+    block: str
+    filters: int | None = None  # output channels
+    in_filters: int | None = None  # input channels (filled in by decode)
+    kernel: int = 3
+    stride: int = 1
+    expand: int | None = None  # expansion width; the block uses expand / in_filters of its input
+    se: float | None = None  # squeeze-excite reduction against the expanded width
+    act: str | None = "RE"
+    residual: bool = True  # add the input back where shapes allow
+    groups: int = 1
+    input_groups: int | None = None  # groups of the block's first 1x1 conv, if not `groups`
+    scale: str = "alpha"
+
+    def __post_init__(self):
+        if self.block not in BLOCK_TYPES:
+            raise ValueError(f"unknown block type {self.block!r}; valid: {', '.join(BLOCK_TYPES)}")
+        if self.act not in ACTIVATIONS:
+            raise ValueError(f"unknown activation {self.act!r}; valid: RE, RE6, HS or '-'")
+        if self.scale not in SCALINGS:
+            raise ValueError(f"unknown scaling {self.scale!r}; valid: {', '.join(SCALINGS)}")
+
+
+def decode(schema: str, rows: Iterable[tuple], **defaults) -> tuple[BlockSpec, ...]:
+    """Decodes a table into one BlockSpec per block.
+
+    `schema` names the columns (see COLUMNS); a row may end with a dict of further fields for the
+    odd cell the schema has no column for. "-" in a cell means "none". `defaults` fill the
+    fields no column gives (a network's one activation, say).
+    """
+    columns = schema.split()
+    unknown = [c for c in columns if c not in COLUMNS]
+    if unknown:
+        raise ValueError(f"unknown column(s) {unknown}; valid: {', '.join(COLUMNS)}")
+    blocks: list[BlockSpec] = []
+    in_filters = None
+    for row in rows:
+        extra = row[-1] if row and isinstance(row[-1], dict) else {}
+        cells = row[:-1] if extra else row
+        if len(cells) != len(columns):
+            raise ValueError(f"row {row!r} has {len(cells)} cells for {len(columns)} columns")
+        fields = dict(defaults)
+        fields.update(
+            {COLUMNS[c]: (None if v == "-" else v) for c, v in zip(columns, cells)}
+        )
+        fields.update(extra)
+        repeat = fields.pop("repeat", 1) or 1
+        ratio = fields.pop("expand_ratio", None)
+        if fields.get("filters") is None:  # pooling keeps its input width
+            fields["filters"] = in_filters
+        for i in range(repeat):
+            block = dict(fields, in_filters=in_filters, stride=fields.get("stride", 1) if i == 0 else 1)
+            if ratio is not None:
+                block["expand"] = round(ratio * in_filters)
+            blocks.append(BlockSpec(**block))
+            in_filters = block["filters"]
+    return tuple(blocks)
+
+
+@dataclasses.dataclass(frozen=True)
+class Head:
+    """What follows the last block when include_top is set: pool, [hidden], dropout, classifier."""
+
+    hidden: int | None = None  # MobileNet V3's 1x1 conv on the pooled features (bias, no BN)
+    hidden_act: str | None = None
+    hidden_scale: str = "grow"
+    dropout: float = 0.0
+
+
+@dataclasses.dataclass(frozen=True)
+class NetworkSpec:
+    """A whole network at one width: its blocks, how widths round, and its head."""
+
+    name: str
+    blocks: tuple[BlockSpec, ...]
+    alpha: float
+    round_filters: Callable[[float], int]  # rounds an alpha-scaled channel count
+    head: Head = Head()
+    round_expand: Callable[[float], int] = None  # rounds expansion and SE widths
+
+    def __post_init__(self):
+        if self.round_expand is None:
+            object.__setattr__(self, "round_expand", make_divisible)
+
+
+def make_divisible(value: float, divisor: int = 8, min_value: int | None = None) -> int:
+    """Rounds to the nearest multiple of divisor, never going below 90% of value.
+
+    The rule every released MobileNet (V2, V3, EdgeTPU) uses, so widths match their checkpoints.
+    """
+    min_value = min_value or divisor
+    rounded = max(min_value, int(value + divisor / 2) // divisor * divisor)
+    if rounded < 0.9 * value:
+        rounded += divisor
+    return rounded

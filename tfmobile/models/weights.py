@@ -1,0 +1,91 @@
+"""Weights: porting between structurally equivalent models, and loading published ones."""
+
+from __future__ import annotations
+
+import os
+
+import keras
+import numpy as np
+
+from tfmobile.models.registry import ModelEntry
+
+
+def _weighted_layers(model: keras.Model) -> list[keras.layers.Layer]:
+    return [layer for layer in model.layers if layer.weights]
+
+
+def _describe(layer) -> str:
+    shapes = ", ".join(str(tuple(w.shape)) for w in layer.weights)
+    return f"{layer.name!r} ({type(layer).__name__} {shapes})"
+
+
+def _compatible(src_values: list[np.ndarray], dst_layer) -> bool:
+    """Same weights, allowing a 1x1 conv kernel (1, 1, C, K) where a dense one (C, K) stands."""
+    if len(src_values) != len(dst_layer.weights):
+        return False
+    for value, variable in zip(src_values, dst_layer.weights):
+        shape = tuple(variable.shape)
+        if value.shape != shape and value.squeeze().shape != tuple(d for d in shape if d != 1):
+            return False
+    return True
+
+
+def port_weights(src: keras.Model, dst: keras.Model) -> None:
+    """Copies every weight of `src` into the structurally equivalent `dst`, layer by layer.
+
+    The models must have the same weighted layers in the same order (names may differ, padding
+    and pure-function layers are ignored); 1x1 convolutions on pooled features and dense layers
+    are interchangeable. Raises ValueError naming the first pair that does not match.
+    """
+    src_layers, dst_layers = _weighted_layers(src), _weighted_layers(dst)
+    if len(src_layers) != len(dst_layers):
+        raise ValueError(
+            f"port_weights: {src.name} has {len(src_layers)} weighted layers, "
+            f"{dst.name} has {len(dst_layers)}; the models are not structurally equivalent"
+        )
+    pairs = []
+    for i, (s, d) in enumerate(zip(src_layers, dst_layers)):
+        values = s.get_weights()
+        if not _compatible(values, d):
+            raise ValueError(
+                f"port_weights: weighted layer {i} differs: {src.name} has {_describe(s)}, "
+                f"{dst.name} has {_describe(d)}"
+            )
+        pairs.append((d, [v.reshape(w.shape) for v, w in zip(values, d.weights)]))
+    for layer, values in pairs:  # nothing is written unless every layer matched
+        layer.set_weights(values)
+
+
+def check_weights_arg(entry: ModelEntry, weights, num_classes: int) -> None:
+    if weights is None:
+        return
+    if weights == "imagenet":
+        if entry.keras_application is None:
+            raise ValueError(
+                f"no published ImageNet weights exist for {entry.name}; "
+                "use weights=None or the path of a .weights.h5 file"
+            )
+        if num_classes != 1000:
+            raise ValueError("weights='imagenet' needs num_classes=1000 (the ImageNet classes)")
+        return
+    if not isinstance(weights, (str, os.PathLike)):
+        raise ValueError(f"weights must be None, 'imagenet' or a file path, got {weights!r}")
+    if not os.path.isfile(weights):
+        raise ValueError(f"weights file {os.fspath(weights)!r} does not exist")
+
+
+def load(model: keras.Model, entry: ModelEntry, weights, **build_args) -> None:
+    if weights != "imagenet":
+        model.load_weights(os.fspath(weights))
+        return
+    try:
+        published = entry.keras_application(weights="imagenet", **build_args)
+    except Exception as err:  # noqa: BLE001 - the download fails in many ways; name it
+        reason = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        raise RuntimeError(
+            f"could not load the published Keras ImageNet weights for {entry.name} "
+            f"(alpha {build_args['alpha']:g}, input {build_args['input_size']}): {reason}. "
+            "Keras downloads them on first use; where this machine cannot, put the file in "
+            "~/.keras/models/ or pass weights=PATH to a .weights.h5 file."
+        ) from err
+    port_weights(published, model)

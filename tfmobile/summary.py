@@ -1,0 +1,153 @@
+"""Prints a zoo network's layers with their parameters and multiply-accumulates.
+
+  python -m tfmobile.summary --model mobilenet_v2 --alpha 1.4
+  python -m tfmobile.summary --model shufflenet_v1 --groups 8 --json
+  python -m tfmobile.summary --published      # every published figure against the zoo
+
+MACs count conv, depthwise and dense layers (H_out * W_out * k * k * C_in / groups * C_out), as
+the papers do; "weights" are those layers' kernels and biases, "params" add batch norm.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+
+from absl import flags
+
+from tfmobile import cli
+
+cli.define_model_flags(required=False)
+flags.DEFINE_boolean("json", False, "Print one JSON object instead of the table.")
+flags.DEFINE_boolean("published", False, "Compare every published figure (MACs, weights, "
+                     "parameters; tfmobile/models/cards.py) with the zoo and print the table.")
+flags.DEFINE_boolean("verbose", False, "Show TensorFlow's own logging.")
+FLAGS = flags.FLAGS
+
+
+def summarize(name: str, **build_args) -> dict:
+    """The figures `--json` prints, for tests and other tools."""
+    from tfmobile.profile import profile
+
+    model = cli.build_model(name, **build_args)
+    stats = profile(model)
+    return {
+        "model": name,
+        **build_args,
+        "params": stats.params,
+        "trainable_params": stats.trainable_params,
+        "weights": stats.weights,
+        "macs": stats.macs,
+        "pool_ops": stats.pool_ops,
+        "layers": [
+            {
+                "name": layer.name,
+                "type": layer.kind,
+                "output_shape": list(layer.output_shape[1:]),
+                "params": layer.params,
+                "macs": layer.macs,
+            }
+            for layer in stats.layers
+        ],
+    }
+
+
+def format_table(summary: dict) -> str:
+    lines = [f"{'layer':<24} {'type':<22} {'output':<16} {'params':>11} {'MACs':>13}"]
+    for layer in summary["layers"]:
+        shape = "x".join(map(str, layer["output_shape"]))
+        lines.append(
+            f"{layer['name']:<24} {layer['type']:<22} {shape:<16} "
+            f"{layer['params']:>11,} {layer['macs']:>13,}"
+        )
+    variant = "".join(
+        f", {k} {summary[k]}" for k in ("groups", "minimalistic") if k in summary
+    )
+    lines.append(
+        f"{summary['model']} (alpha {summary['alpha']:g}, {summary['input_size']}x"
+        f"{summary['input_size']}{variant}): {summary['params']:,} params "
+        f"({summary['weights']:,} conv+dense weights), {summary['macs'] / 1e6:.2f} M MACs"
+    )
+    return "\n".join(lines)
+
+
+def check_card(card) -> list[dict]:
+    """Each figure the card publishes next to ours. Exact counts must be equal; figures in
+    millions must match within 1% or to the precision they are printed with. Where the
+    reference gives its own computed MAC count beside the paper's, that count is the one to
+    reproduce and the paper's rounded figure is shown for information ("info")."""
+    from tfmobile.models.cards import matches, rounds_to
+
+    s = summarize(card.model, **card.build_args)
+    rows = []
+
+    def add(figure, ours, published, verdict):
+        deviation = ours / float(published) - 1
+        rows.append(dict(model=card.label, figure=figure, published=published, ours=ours,
+                         deviation=deviation, verdict=verdict))
+
+    macs_m = s["macs"] / 1e6
+    if card.macs_computed_m is not None:
+        add("MACs, computed (M)", macs_m, card.macs_computed_m,
+            "yes" if rounds_to(macs_m, card.macs_computed_m) else "NO")
+    if card.macs_m is not None:
+        if card.counts_pooling:
+            flops_m = macs_m + s["pool_ops"] / 1e6
+            add("FLOPs incl. pooling (M)", flops_m, card.macs_m,
+                "yes" if matches(flops_m, card.macs_m) else "NO")
+        elif card.macs_computed_m is not None:
+            add("MACs, paper (M)", macs_m, card.macs_m, "info")
+        else:
+            add("MACs (M)", macs_m, card.macs_m, "yes" if matches(macs_m, card.macs_m) else "NO")
+    if isinstance(card.weights, int):
+        add("conv+dense weights", s["weights"], card.weights,
+            "yes" if s["weights"] == card.weights else "NO")
+    elif card.weights is not None:
+        ours_m = s["weights"] / 1e6
+        add("weights (M)", ours_m, card.weights, "yes" if matches(ours_m, card.weights) else "NO")
+    if card.trainable is not None:
+        add("trainable params", s["trainable_params"], card.trainable,
+            "yes" if s["trainable_params"] == card.trainable else "NO")
+    if card.keras_params is not None:
+        add("Keras params", s["params"], card.keras_params,
+            "yes" if s["params"] == card.keras_params else "NO")
+    return rows
+
+
+def format_published(rows: list[dict]) -> str:
+    lines = ["| model | figure | published | tfmobile | deviation | reproduced |",
+             "|---|---|---:|---:|---:|:---:|"]
+    for r in rows:
+        exact = isinstance(r["published"], int)
+        published = f"{r['published']:,}" if exact else r["published"]
+        ours = f"{r['ours']:,}" if exact else f"{r['ours']:.2f}"
+        lines.append(f"| {r['model']} | {r['figure']} | {published} | {ours} "
+                     f"| {r['deviation']:+.2%} | {r['verdict']} |")
+    judged = [r for r in rows if r["verdict"] != "info"]
+    ok = sum(r["verdict"] == "yes" for r in judged)
+    lines.append(f"\n{ok} of {len(judged)} figures reproduced ({len(rows) - len(judged)} "
+                 "paper figures shown for information beside the reference's computed count).")
+    return "\n".join(lines)
+
+
+def main(argv):
+    del argv
+    cli.quiet_tensorflow(FLAGS.verbose)
+    if FLAGS.published:
+        from tfmobile.models.cards import CARDS
+
+        rows = [row for card in CARDS for row in check_card(card)]
+        print(json.dumps(rows) if FLAGS.json else format_published(rows))
+        return 0 if all(r["verdict"] != "NO" for r in rows) else 1
+    if FLAGS.model is None:
+        raise cli.UsageError("--model is required (or --published); see --help")
+    summary = summarize(FLAGS.model, **cli.model_args(FLAGS))
+    if FLAGS.json:
+        json.dump(summary, sys.stdout)
+        print()
+    else:
+        print(format_table(summary))
+
+
+if __name__ == "__main__":
+    cli.run(main)
