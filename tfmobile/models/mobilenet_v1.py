@@ -2,7 +2,7 @@
 
 import keras
 
-from tfmobile.models.registry import register
+from tfmobile.models.registry import keras_factory, register
 from tfmobile.models.spec import Head, NetworkSpec, decode
 
 # Table 1: a 3x3 stem, then depthwise-separable layers (dw 3x3 + pw 1x1, each BN + ReLU6).
@@ -24,17 +24,10 @@ LAYERS = decode(
 )
 
 
-def keras_application(*, alpha, input_size, num_classes, include_top, weights, **kwargs):
-    return keras.applications.MobileNet(
-        input_shape=(input_size, input_size, 3), alpha=alpha, classes=num_classes,
-        include_top=include_top, weights=weights, **kwargs,
-    )
-
-
 @register(
     "mobilenet_v1",
     paper="MobileNets: Efficient CNNs for Mobile Vision Applications (arXiv 1704.04861)",
-    keras_application=keras_application,
+    keras_application=keras_factory(keras.applications.MobileNet),
 )
 def mobilenet_v1(alpha: float) -> NetworkSpec:
     # The width multiplier truncates: int(c * alpha), as the released checkpoints were built.

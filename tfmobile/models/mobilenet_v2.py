@@ -2,7 +2,7 @@
 
 import keras
 
-from tfmobile.models.registry import register
+from tfmobile.models.registry import keras_factory, register
 from tfmobile.models.spec import NetworkSpec, decode, make_divisible
 
 # Table 2: (t, c, n, s) bottleneck rows between a 3x3 stem and a 1x1 conv.
@@ -23,17 +23,10 @@ LAYERS = decode(
 )
 
 
-def keras_application(*, alpha, input_size, num_classes, include_top, weights, **kwargs):
-    return keras.applications.MobileNetV2(
-        input_shape=(input_size, input_size, 3), alpha=alpha, classes=num_classes,
-        include_top=include_top, weights=weights, **kwargs,
-    )
-
-
 @register(
     "mobilenet_v2",
     paper="MobileNetV2: Inverted Residuals and Linear Bottlenecks (arXiv 1801.04381)",
-    keras_application=keras_application,
+    keras_application=keras_factory(keras.applications.MobileNetV2),
 )
 def mobilenet_v2(alpha: float) -> NetworkSpec:
     return NetworkSpec(

@@ -4,7 +4,7 @@ import dataclasses
 
 import keras
 
-from tfmobile.models.registry import register
+from tfmobile.models.registry import keras_factory, register
 from tfmobile.models.spec import Head, NetworkSpec, decode, make_divisible
 
 SCHEMA = "block  k  exp  out   se    nl    s"  # the paper's columns: exp size, #out, SE, NL
@@ -71,24 +71,15 @@ def _spec(name, blocks, hidden, alpha, is_minimalistic):
     return NetworkSpec(name, blocks, alpha, round_filters=make_divisible, head=head)
 
 
-def _keras_factory(application):
-    def build(*, alpha, input_size, num_classes, include_top, weights, minimalistic=False, **kw):
-        return application(
-            input_shape=(input_size, input_size, 3), alpha=alpha, minimalistic=minimalistic,
-            classes=num_classes, include_top=include_top, weights=weights,
-            include_preprocessing=False, **kw,
-        )
-
-    return build
-
-
 VARIANTS = {"minimalistic": (False, True)}
+# Keras's V3 rescales [0, 255] inputs itself by default; the zoo takes [-1, 1] like V1/V2.
+KERAS_FIXED = {"include_preprocessing": False}
 PAPER = "Searching for MobileNetV3 (arXiv 1905.02244)"
 
 
 @register(
     "mobilenet_v3_large", paper=PAPER, variants=VARIANTS,
-    keras_application=_keras_factory(keras.applications.MobileNetV3Large),
+    keras_application=keras_factory(keras.applications.MobileNetV3Large, **KERAS_FIXED),
 )
 def mobilenet_v3_large(alpha: float, minimalistic: bool = False) -> NetworkSpec:
     return _spec("mobilenet_v3_large", LARGE, 1280, alpha, minimalistic)
@@ -96,7 +87,7 @@ def mobilenet_v3_large(alpha: float, minimalistic: bool = False) -> NetworkSpec:
 
 @register(
     "mobilenet_v3_small", paper=PAPER, variants=VARIANTS,
-    keras_application=_keras_factory(keras.applications.MobileNetV3Small),
+    keras_application=keras_factory(keras.applications.MobileNetV3Small, **KERAS_FIXED),
 )
 def mobilenet_v3_small(alpha: float, minimalistic: bool = False) -> NetworkSpec:
     return _spec("mobilenet_v3_small", SMALL, 1024, alpha, minimalistic)

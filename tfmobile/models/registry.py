@@ -36,6 +36,19 @@ class ModelEntry:
 _REGISTRY: dict[str, ModelEntry] = {}
 
 
+def keras_factory(application, **fixed) -> Callable[..., keras.Model]:
+    """Adapts a keras.applications constructor to build()'s argument names; used to load the
+    published weights and to check equivalence. `fixed` are arguments it always gets."""
+
+    def make(*, alpha, input_size, num_classes, include_top, weights, **kwargs):
+        return application(
+            input_shape=(input_size, input_size, 3), alpha=alpha, classes=num_classes,
+            include_top=include_top, weights=weights, **fixed, **kwargs,
+        )
+
+    return make
+
+
 def register(name, *, paper, variants=None, widths=None, keras_application=None):
     def wrap(make_spec):
         _REGISTRY[name] = ModelEntry(
