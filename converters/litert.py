@@ -56,7 +56,7 @@ def read_model(content: bytes):
     return schema.ModelT.InitFromObj(schema.Model.GetRootAs(content, 0))
 
 
-def _op_name(code) -> str:
+def op_name(code) -> str:
     from ai_edge_litert import schema_py_generated as schema
 
     names = {v: k for k, v in vars(schema.BuiltinOperator).items() if not k.startswith("_")}
@@ -69,7 +69,7 @@ def _op_name(code) -> str:
 def op_counts(content: bytes) -> collections.Counter:
     """How many of each operator the model's main subgraph holds, e.g. {'CONV_2D': 27, ...}."""
     model = read_model(content)
-    names = [_op_name(code) for code in model.operatorCodes]
+    names = [op_name(code) for code in model.operatorCodes]
     return collections.Counter(names[op.opcodeIndex] for op in model.subgraphs[0].operators)
 
 

@@ -2,8 +2,7 @@
 
 import pytest
 
-from tfmobile.models.cards import CARDS, matches, rounds_to
-from tfmobile.summary import check_card
+from tfmobile.models.cards import CARDS, check_card, matches, rounds_to
 
 # The one published figure the zoo does not reproduce, and why: MobileNet-EdgeTPU's MACs match
 # to 0.07% (which pins every layer's shape), yet its conv+dense weights come to 4.05 M against

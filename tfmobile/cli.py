@@ -16,6 +16,10 @@ class UsageError(Exception):
     """Bad input from the user: reported as one line, exit status 2."""
 
 
+class Failure(Exception):
+    """The environment let the command down (a download, a device): one line, exit status 1."""
+
+
 @contextlib.contextmanager
 def silenced_stderr(enabled: bool = True):
     """Points file descriptor 2 at /dev/null: TensorFlow's C++ code logs there directly (TF 2.21
@@ -34,6 +38,51 @@ def silenced_stderr(enabled: bool = True):
         os.dup2(saved, 2)
         os.close(saved)
         os.close(devnull)
+
+
+@contextlib.contextmanager
+def native_output_silenced(enabled: bool = True):
+    """Silences what native code prints on file descriptors 1 and 2 (the converter logs there
+    directly) and yields a stream to the real stderr, for progress bars."""
+    console = os.fdopen(os.dup(2), "w", buffering=1)
+    if not enabled:
+        try:
+            yield console
+        finally:
+            console.close()
+        return
+    sys.stdout.flush()
+    saved_out = os.dup(1)
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    try:
+        with silenced_stderr():
+            os.dup2(devnull, 1)
+            yield console
+    finally:
+        sys.stdout.flush()
+        os.dup2(saved_out, 1)
+        os.close(saved_out)
+        os.close(devnull)
+        console.close()
+
+
+def interactive() -> bool:
+    """Whether progress should be drawn: a terminal, or forced by TFMOBILE_PROGRESS=1."""
+    return sys.stderr.isatty() or os.environ.get("TFMOBILE_PROGRESS") == "1"
+
+
+def progress_bar(stream):
+    """A progress(iterable, total, desc) function drawing tqdm bars on `stream`; silent when
+    the stream is not a terminal and not forced by TFMOBILE_PROGRESS=1 (CI logs stay short)."""
+    from tqdm import tqdm
+
+    show = stream.isatty() or os.environ.get("TFMOBILE_PROGRESS") == "1"
+
+    def wrap(iterable, total, desc):
+        return tqdm(iterable, total=total, desc=desc, file=stream, disable=not show,
+                    leave=False, unit="img")
+
+    return wrap
 
 
 def quiet_tensorflow(verbose: bool = False) -> None:
@@ -99,6 +148,9 @@ def run(main) -> None:
             return main(argv)
         except UsageError as err:
             fail_usage(str(err))
+        except Failure as err:
+            print(f"{_program()}: error: {err}", file=sys.stderr)
+            sys.exit(1)
 
     app.run(guarded, flags_parser=_parse_flags)
 
@@ -136,5 +188,7 @@ def build_model(name: str, **kwargs):
 
     try:
         return models.build(name, **kwargs)
-    except ValueError as err:
-        raise UsageError(str(err)) from None
+    except (ValueError, OSError) as err:  # bad arguments, or a weights file that will not load
+        raise UsageError(str(err).strip().splitlines()[0]) from None
+    except RuntimeError as err:  # published weights that cannot be downloaded here
+        raise Failure(str(err)) from None

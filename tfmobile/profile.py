@@ -99,3 +99,30 @@ def profile(model: keras.Model) -> ModelStats:
             )
         )
     return ModelStats(tuple(rows))
+
+
+def summarize(name: str, **build_args) -> dict:
+    """The figures `--json` prints, for tests and other tools."""
+    from tfmobile import models
+
+    model = models.build(name, **build_args)
+    stats = profile(model)
+    return {
+        "model": name,
+        **build_args,
+        "params": stats.params,
+        "trainable_params": stats.trainable_params,
+        "weights": stats.weights,
+        "macs": stats.macs,
+        "pool_ops": stats.pool_ops,
+        "layers": [
+            {
+                "name": layer.name,
+                "type": layer.kind,
+                "output_shape": list(layer.output_shape[1:]),
+                "params": layer.params,
+                "macs": layer.macs,
+            }
+            for layer in stats.layers
+        ],
+    }

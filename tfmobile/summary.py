@@ -25,33 +25,6 @@ flags.DEFINE_boolean("verbose", False, "Show TensorFlow's own logging.")
 FLAGS = flags.FLAGS
 
 
-def summarize(name: str, **build_args) -> dict:
-    """The figures `--json` prints, for tests and other tools."""
-    from tfmobile.profile import profile
-
-    model = cli.build_model(name, **build_args)
-    stats = profile(model)
-    return {
-        "model": name,
-        **build_args,
-        "params": stats.params,
-        "trainable_params": stats.trainable_params,
-        "weights": stats.weights,
-        "macs": stats.macs,
-        "pool_ops": stats.pool_ops,
-        "layers": [
-            {
-                "name": layer.name,
-                "type": layer.kind,
-                "output_shape": list(layer.output_shape[1:]),
-                "params": layer.params,
-                "macs": layer.macs,
-            }
-            for layer in stats.layers
-        ],
-    }
-
-
 def format_table(summary: dict) -> str:
     lines = [f"{'layer':<24} {'type':<22} {'output':<16} {'params':>11} {'MACs':>13}"]
     for layer in summary["layers"]:
@@ -69,49 +42,6 @@ def format_table(summary: dict) -> str:
         f"({summary['weights']:,} conv+dense weights), {summary['macs'] / 1e6:.2f} M MACs"
     )
     return "\n".join(lines)
-
-
-def check_card(card) -> list[dict]:
-    """Each figure the card publishes next to ours. Exact counts must be equal; figures in
-    millions must match within 1% or to the precision they are printed with. Where the
-    reference gives its own computed MAC count beside the paper's, that count is the one to
-    reproduce and the paper's rounded figure is shown for information ("info")."""
-    from tfmobile.models.cards import matches, rounds_to
-
-    s = summarize(card.model, **card.build_args)
-    rows = []
-
-    def add(figure, ours, published, verdict):
-        deviation = ours / float(published) - 1
-        rows.append(dict(model=card.label, figure=figure, published=published, ours=ours,
-                         deviation=deviation, verdict=verdict))
-
-    macs_m = s["macs"] / 1e6
-    if card.macs_computed_m is not None:
-        add("MACs, computed (M)", macs_m, card.macs_computed_m,
-            "yes" if rounds_to(macs_m, card.macs_computed_m) else "NO")
-    if card.macs_m is not None:
-        if card.counts_pooling:
-            flops_m = macs_m + s["pool_ops"] / 1e6
-            add("FLOPs incl. pooling (M)", flops_m, card.macs_m,
-                "yes" if matches(flops_m, card.macs_m) else "NO")
-        elif card.macs_computed_m is not None:
-            add("MACs, paper (M)", macs_m, card.macs_m, "info")
-        else:
-            add("MACs (M)", macs_m, card.macs_m, "yes" if matches(macs_m, card.macs_m) else "NO")
-    if isinstance(card.weights, int):
-        add("conv+dense weights", s["weights"], card.weights,
-            "yes" if s["weights"] == card.weights else "NO")
-    elif card.weights is not None:
-        ours_m = s["weights"] / 1e6
-        add("weights (M)", ours_m, card.weights, "yes" if matches(ours_m, card.weights) else "NO")
-    if card.trainable is not None:
-        add("trainable params", s["trainable_params"], card.trainable,
-            "yes" if s["trainable_params"] == card.trainable else "NO")
-    if card.keras_params is not None:
-        add("Keras params", s["params"], card.keras_params,
-            "yes" if s["params"] == card.keras_params else "NO")
-    return rows
 
 
 def format_published(rows: list[dict]) -> str:
@@ -134,14 +64,19 @@ def main(argv):
     del argv
     cli.quiet_tensorflow(FLAGS.verbose)
     if FLAGS.published:
-        from tfmobile.models.cards import CARDS
+        from tfmobile.models.cards import CARDS, check_card
 
         rows = [row for card in CARDS for row in check_card(card)]
         print(json.dumps(rows) if FLAGS.json else format_published(rows))
         return 0 if all(r["verdict"] != "NO" for r in rows) else 1
     if FLAGS.model is None:
         raise cli.UsageError("--model is required (or --published); see --help")
-    summary = summarize(FLAGS.model, **cli.model_args(FLAGS))
+    from tfmobile.profile import summarize
+
+    try:
+        summary = summarize(FLAGS.model, **cli.model_args(FLAGS))
+    except ValueError as err:
+        raise cli.UsageError(str(err)) from None
     if FLAGS.json:
         json.dump(summary, sys.stdout)
         print()

@@ -6,7 +6,7 @@ from __future__ import annotations
 import keras
 from keras import layers
 
-from tfmobile.models.blocks import BUILDERS, Block, activation
+from tfmobile.models.blocks import BUILDERS, Block, HeNormal, activation
 from tfmobile.models.spec import BlockSpec, NetworkSpec
 
 
@@ -62,11 +62,11 @@ def assemble(
         head = net.head
         if head.hidden:
             width = scaled_width(head.hidden, head.hidden_scale, net, x.shape[-1], None)
-            x = layers.Dense(width, name="head_fc")(x)
+            x = layers.Dense(width, kernel_initializer=HeNormal(), name="head_fc")(x)
             x = activation(x, head.hidden_act, "head_fc_act")
         if head.dropout:
             x = layers.Dropout(head.dropout, name="dropout")(x)
-        x = layers.Dense(num_classes, name="logits")(x)
+        x = layers.Dense(num_classes, kernel_initializer=HeNormal(), name="logits")(x)
         if classifier_activation:
             x = layers.Activation(classifier_activation, name="predictions")(x)
     return keras.Model(inputs, x, name=f"{net.name}_{net.alpha:g}_{input_size}")

@@ -9,11 +9,37 @@ zero-padding the Keras applications insert, and it leaves the TFLite graph witho
 from __future__ import annotations
 
 import dataclasses
+import math
 
 import keras
 from keras import layers, ops
 
 BN_EPSILON = 1e-3  # as in every released MobileNet checkpoint
+
+
+@keras.saving.register_keras_serializable("tfmobile")
+class HeNormal(keras.initializers.Initializer):
+    """He initialisation (truncated normal, std sqrt(2/fan_in)) with the fan-in counted right.
+
+    Keras's default (Glorot) counts a depthwise kernel's fan-in as k*k*C instead of k*k, which
+    shrinks the signal at every depthwise layer: an untrained MobileNet then outputs logits of
+    ~1e-20, useless for checking a conversion and slow to train from scratch.
+    """
+
+    def __init__(self, depthwise: bool = False, seed=None):
+        self.depthwise = depthwise
+        self.seed = seed
+
+    def __call__(self, shape, dtype=None):
+        receptive = math.prod(shape[:-2])
+        fan_in = receptive if self.depthwise else receptive * shape[-2]
+        return keras.random.truncated_normal(
+            # 0.8796: the std of a unit normal truncated at 2 sigma, as VarianceScaling corrects.
+            shape, stddev=math.sqrt(2 / fan_in) / 0.87962566, dtype=dtype, seed=self.seed
+        )
+
+    def get_config(self):
+        return {"depthwise": self.depthwise, "seed": self.seed}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -45,7 +71,8 @@ def activation(x, act: str | None, name: str):
 
 def conv_bn(x, filters, kernel, stride, act, name, groups=1):
     x = layers.Conv2D(
-        filters, kernel, strides=stride, padding="same", groups=groups, use_bias=False, name=name
+        filters, kernel, strides=stride, padding="same", groups=groups, use_bias=False,
+        kernel_initializer=HeNormal(), name=name,
     )(x)
     x = layers.BatchNormalization(epsilon=BN_EPSILON, name=f"{name}_bn")(x)
     return activation(x, act, f"{name}_act")
@@ -53,7 +80,8 @@ def conv_bn(x, filters, kernel, stride, act, name, groups=1):
 
 def depthwise_bn(x, kernel, stride, act, name):
     x = layers.DepthwiseConv2D(
-        kernel, strides=stride, padding="same", use_bias=False, name=name
+        kernel, strides=stride, padding="same", use_bias=False,
+        depthwise_initializer=HeNormal(depthwise=True), name=name,
     )(x)
     x = layers.BatchNormalization(epsilon=BN_EPSILON, name=f"{name}_bn")(x)
     return activation(x, act, f"{name}_act")

@@ -89,3 +89,46 @@ def rounds_to(value: float, printed: str) -> bool:
 def matches(value: float, printed: str) -> bool:
     """Within 1% of a printed figure, or equal to it at the precision it is printed with."""
     return abs(value / float(printed) - 1) <= 0.01 or rounds_to(value, printed)
+
+
+def check_card(card) -> list[dict]:
+    """Each figure the card publishes next to ours. Exact counts must be equal; figures in
+    millions must match within 1% or to the precision they are printed with. Where the
+    reference gives its own computed MAC count beside the paper's, that count is the one to
+    reproduce and the paper's rounded figure is shown for information ("info")."""
+    from tfmobile.profile import summarize
+
+    s = summarize(card.model, **card.build_args)
+    rows = []
+
+    def add(figure, ours, published, verdict):
+        deviation = ours / float(published) - 1
+        rows.append(dict(model=card.label, figure=figure, published=published, ours=ours,
+                         deviation=deviation, verdict=verdict))
+
+    macs_m = s["macs"] / 1e6
+    if card.macs_computed_m is not None:
+        add("MACs, computed (M)", macs_m, card.macs_computed_m,
+            "yes" if rounds_to(macs_m, card.macs_computed_m) else "NO")
+    if card.macs_m is not None:
+        if card.counts_pooling:
+            flops_m = macs_m + s["pool_ops"] / 1e6
+            add("FLOPs incl. pooling (M)", flops_m, card.macs_m,
+                "yes" if matches(flops_m, card.macs_m) else "NO")
+        elif card.macs_computed_m is not None:
+            add("MACs, paper (M)", macs_m, card.macs_m, "info")
+        else:
+            add("MACs (M)", macs_m, card.macs_m, "yes" if matches(macs_m, card.macs_m) else "NO")
+    if isinstance(card.weights, int):
+        add("conv+dense weights", s["weights"], card.weights,
+            "yes" if s["weights"] == card.weights else "NO")
+    elif card.weights is not None:
+        ours_m = s["weights"] / 1e6
+        add("weights (M)", ours_m, card.weights, "yes" if matches(ours_m, card.weights) else "NO")
+    if card.trainable is not None:
+        add("trainable params", s["trainable_params"], card.trainable,
+            "yes" if s["trainable_params"] == card.trainable else "NO")
+    if card.keras_params is not None:
+        add("Keras params", s["params"], card.keras_params,
+            "yes" if s["params"] == card.keras_params else "NO")
+    return rows

@@ -76,7 +76,14 @@ def check_weights_arg(entry: ModelEntry, weights, num_classes: int) -> None:
 
 def load(model: keras.Model, entry: ModelEntry, weights, **build_args) -> None:
     if weights != "imagenet":
-        model.load_weights(os.fspath(weights))
+        try:
+            model.load_weights(os.fspath(weights))
+        except (ValueError, OSError) as err:
+            reason = (str(err).strip().splitlines() or [type(err).__name__])[0]
+            raise ValueError(
+                f"cannot load weights file {os.fspath(weights)!r} into {model.name}: {reason} "
+                "(expected a .weights.h5 file of this network, as tfmobile.train saves)"
+            ) from None
         return
     try:
         published = entry.keras_application(weights="imagenet", **build_args)

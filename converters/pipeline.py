@@ -1,0 +1,134 @@
+"""One conversion, start to finish: Keras model + image source -> .tflite bytes + report.
+
+The model goes through a SavedModel with a fixed batch-1 signature and
+TFLiteConverter.from_saved_model. Fidelity is measured against the float Keras model on images
+the calibration did not see.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime
+import tempfile
+import time
+
+import keras
+import numpy as np
+
+from calibration import sources
+from calibration.preprocess import Preprocessing
+from converters import fidelity, litert, quantize, report, tflite
+
+MODES = ("float32", "float16", "dynamic", "int8")
+
+
+@dataclasses.dataclass
+class Request:
+    mode: str = "float32"
+    io_type: str | None = None  # int8 | uint8 | float32; int8 mode defaults to int8
+    per_tensor: bool = False
+    calibration_samples: int = 300
+    eval_samples: int = 64
+    denylisted_ops: list[str] = dataclasses.field(default_factory=list)
+    denylisted_nodes: list[str] = dataclasses.field(default_factory=list)
+    debug_quantization: bool = False
+    debug_samples: int = 32
+
+
+@dataclasses.dataclass
+class Result:
+    content: bytes
+    report: dict
+
+
+def draw(images: list[np.ndarray], count: int, seed: int) -> tuple[list[np.ndarray], bool]:
+    """`count` images: the first ones, or all of them expanded with crops and flips."""
+    if len(images) >= count:
+        return images[:count], False
+    return sources.expand(images, count, seed=seed), True
+
+
+def convert(
+    model: keras.Model,
+    image_set: sources.ImageSet,
+    request: Request,
+    progress=None,
+) -> Result:
+    """`progress(iterable, total, desc)` wraps the calibration loop (a progress bar)."""
+    if request.mode not in MODES:
+        raise ValueError(f"mode must be one of {', '.join(MODES)}, got {request.mode!r}")
+    io_type = request.io_type or ("int8" if request.mode == "int8" else "float32")
+    started = time.perf_counter()
+    input_size = model.input_shape[1]
+    preprocessing = Preprocessing(input_size)
+    calibration_images, held_out = image_set.split()
+    held_out_source = image_set.source
+    if not held_out:  # too few images to spare one: measure on the embedded held-out photos
+        held_out = sources.load(sources.EMBEDDED).split()[1]
+        held_out_source = sources.EMBEDDED
+    eval_images, eval_expanded = draw(held_out, request.eval_samples, seed=1)
+    eval_batch = preprocessing.batch(eval_images)
+
+    layer_errors = None
+    calibration_info = None
+    with tempfile.TemporaryDirectory(prefix="tfmobile-savedmodel-") as saved_model:
+        tflite.export_saved_model(model, saved_model)
+        if request.mode == "int8":
+            cal_images, cal_expanded = draw(calibration_images, request.calibration_samples, seed=0)
+            cal_batch = preprocessing.batch(cal_images)
+            wrap = progress or (lambda it, total, desc: it)
+            calibrated = quantize.calibrate(
+                saved_model, lambda: wrap(iter(cal_batch), len(cal_batch), "calibrating")
+            )
+            content = quantize.quantize(
+                calibrated, io_type=io_type, per_tensor=request.per_tensor,
+                denylisted_ops=request.denylisted_ops, denylisted_nodes=request.denylisted_nodes,
+            )
+            if request.debug_quantization:
+                layer_errors = quantize.layer_errors(
+                    calibrated, lambda: iter(cal_batch[: request.debug_samples]),
+                    per_tensor=request.per_tensor, denylisted_ops=request.denylisted_ops,
+                    denylisted_nodes=request.denylisted_nodes,
+                )
+            calibration_info = {**image_set.describe(), "calibration_images": len(calibration_images),
+                                "samples": len(cal_batch), "expanded_with_crops_and_flips": cal_expanded}
+        else:
+            content = tflite.convert_float(model, request.mode)
+    conversion_seconds = time.perf_counter() - started
+
+    facts = report.graph_facts(content)
+    reference = model.predict(eval_batch, verbose=0, batch_size=16)
+    converted = litert.run(litert.load(content), eval_batch)
+    quantization = None
+    if request.mode == "int8":
+        quantization = {
+            "io_type": io_type,
+            "granularity": "per-tensor" if request.per_tensor else "per-channel",
+            "ops_set": "TFLITE_BUILTINS_INT8",
+            "denylisted_ops": request.denylisted_ops,
+            "denylisted_nodes": request.denylisted_nodes,
+            "kept_in_float": facts["float_ops"] if (request.denylisted_ops or request.denylisted_nodes) else [],
+        }
+    result_report = {
+        "conversion": {
+            "mode": request.mode,
+            "path": "SavedModel (batch-1 signature) -> TFLiteConverter.from_saved_model",
+            "seconds": round(conversion_seconds, 2),
+            "quantization": quantization,
+        },
+        "artifact": facts,
+        "preprocessing": {**preprocessing.describe(), "input_range": [-1.0, 1.0],
+                          "steps": "resize shorter side to input_size / crop_fraction, centre crop, x / 127.5 - 1"},
+        "calibration": calibration_info,
+        "fidelity": {
+            "against": "float Keras model (logits)",
+            "held_out": {"source": held_out_source, "images": len(held_out),
+                         "samples": len(eval_batch), "expanded_with_crops_and_flips": eval_expanded},
+            **fidelity.compare(reference, converted),
+        },
+        "layer_errors": layer_errors,
+        "versions": report.versions(),
+        "git_commit": report.git_commit(),
+        "created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+    }
+    return Result(content, result_report)

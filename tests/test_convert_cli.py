@@ -1,0 +1,149 @@
+"""python -m tfmobile.convert as a user runs it: artifacts, reports and bad input."""
+
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from converters import litert
+
+SMALL = ["--alpha", "0.25", "--input_size", "96", "--num_classes", "10",
+         "--calibration_samples", "24", "--eval_samples", "12"]
+
+
+def convert(tmp_path, *args):
+    return subprocess.run(
+        [sys.executable, "-m", "tfmobile.convert", "--output_dir", str(tmp_path), *args],
+        capture_output=True, text=True, timeout=600,
+    )
+
+
+def test_int8_writes_a_fully_integer_model_and_its_report(tmp_path, photo_batch):
+    result = convert(tmp_path, "--model", "fd_mobilenet", "--int8", *SMALL)
+    assert result.returncode == 0, result.stderr
+    assert result.stderr == ""  # converter logging hidden; no progress bar off a terminal
+    assert len(result.stdout.strip().splitlines()) <= 6  # one short summary
+    tflite = tmp_path / "fd_mobilenet_0.25_96_int8.tflite"
+    report = json.loads((tmp_path / "fd_mobilenet_0.25_96_int8.json").read_text())
+    assert sorted(p.name for p in tmp_path.iterdir()) == [tflite.with_suffix(".json").name, tflite.name]
+
+    content = tflite.read_bytes()
+    art = report["artifact"]
+    assert art["file_bytes"] == len(content) and len(art["sha256"]) == 64
+    assert art["fully_integer"] and set(art["tensor_types"]) <= {"INT8", "INT32"}
+    assert art["io"]["input"]["dtype"] == "int8" and art["io"]["input"]["scale"] > 0
+    assert report["model"]["macs"] > 0 and report["model"]["params"] > 0
+    assert report["calibration"]["samples"] == 24 and report["calibration"]["source"] == "embedded"
+    assert report["fidelity"]["samples"] == 12 and report["fidelity"]["held_out"]["images"] >= 1
+    assert 0 <= report["fidelity"]["top1_agreement"] <= 1 and report["fidelity"]["cosine"] > 0.9
+    assert report["preprocessing"]["input_size"] == 96
+    assert report["versions"]["ai-edge-litert"] and report["conversion"]["seconds"] > 0
+    assert report["conversion"]["quantization"]["ops_set"] == "TFLITE_BUILTINS_INT8"
+    # It loads, allocates and runs in LiteRT.
+    logits = litert.run(litert.load(content), photo_batch(96)[:2])
+    assert logits.shape == (2, 10) and np.isfinite(logits).all()
+
+
+@pytest.mark.parametrize(
+    "args,input_dtype,integer",
+    [
+        (["--float16"], "float32", False),
+        (["--dynamic"], "float32", False),
+        ([], "float32", False),
+        (["--int8", "--io_type", "uint8", "--per_tensor"], "uint8", True),
+    ],
+)
+def test_other_modes(tmp_path, args, input_dtype, integer):
+    result = convert(tmp_path, "--model", "mobilenet_v2", *SMALL, *args)
+    assert result.returncode == 0, result.stderr
+    (report_path,) = tmp_path.glob("*.json")
+    report = json.loads(report_path.read_text())
+    assert report["artifact"]["io"]["input"]["dtype"] == input_dtype
+    assert report["artifact"]["fully_integer"] is integer
+    assert report["fidelity"]["top1_agreement"] >= 0.5
+
+
+def test_denylist_and_debug_quantization(tmp_path):
+    result = convert(tmp_path, "--model", "mobilenet_v3_small", "--int8", "--denylist", "HARD_SWISH",
+                     "--debug_quantization", *SMALL)
+    assert result.returncode == 0, result.stderr
+    assert "worst layers by SQNR" in result.stdout
+    (report_path,) = tmp_path.glob("*.json")
+    report = json.loads(report_path.read_text())
+    kept = report["conversion"]["quantization"]["kept_in_float"]
+    assert {k["op"] for k in kept} >= {"HARD_SWISH"} and not report["artifact"]["fully_integer"]
+    errors = report["layer_errors"]
+    assert errors and all(e["sqnr_db"] > 0 for e in errors)
+    assert errors == sorted(errors, key=lambda e: e["sqnr_db"])
+
+
+def test_calibration_directory_is_used(tmp_path, photos):
+    from PIL import Image
+
+    images = tmp_path / "images"
+    images.mkdir()
+    for i, p in enumerate(photos[:6]):
+        Image.fromarray(p).save(images / f"{i}.jpg")
+    (images / "corrupt.png").write_bytes(b"\x89PNG nope")
+    out = tmp_path / "out"
+    result = convert(out, "--model", "fd_mobilenet", "--int8", "--calibration", str(images), *SMALL)
+    assert result.returncode == 0, result.stderr
+    report = json.loads(next(out.glob("*.json")).read_text())
+    assert report["calibration"]["kind"] == "directory" and report["calibration"]["skipped"] == 1
+    assert report["calibration"]["calibration_images"] == 5  # every 4th image held out
+    assert report["fidelity"]["held_out"]["images"] == 1
+
+
+@pytest.mark.parametrize(
+    "args,message",
+    [
+        (["--model", "fd_mobilenet_v9", "--int8"], "unknown model 'fd_mobilenet_v9'; choose one of"),
+        (["--model", "fd_mobilenet", "--alpha", "0"], "alpha (width multiplier) must be a positive"),
+        (["--model", "fd_mobilenet", "--input_size", "20"], "input_size must be an integer of at least 32"),
+        (["--model", "shufflenet_v1", "--groups", "7"], "groups must be one of 3, 1, 2, 4, 8"),
+        (["--model", "fd_mobilenet", "--int8", "--calibration", "/no/such/dir"], "does not exist"),
+        (["--model", "fd_mobilenet", "--int8", "--float16"], "choose one mode"),
+        (["--model", "fd_mobilenet", "--io_type", "uint8"], "--io_type applies to --int8 models only"),
+        (["--model", "fd_mobilenet", "--weights", "/no/such.weights.h5"], "does not exist"),
+    ],
+)
+def test_bad_input_is_one_line_exit_2_and_no_file(tmp_path, args, message):
+    out = tmp_path / "out"
+    result = convert(out, *args)
+    assert result.returncode == 2, result.stderr
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and message in lines[0], result.stderr
+    assert not out.exists() or not any(out.iterdir())
+
+
+def test_empty_calibration_directory_and_unwritable_output(tmp_path):
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    result = convert(tmp_path / "out", "--model", "fd_mobilenet", "--int8", "--calibration", str(empty))
+    assert result.returncode == 2 and "holds no decodable image" in result.stderr
+    blocker = tmp_path / "file"
+    blocker.write_text("a file, not a directory")
+    result = convert(blocker / "sub", "--model", "fd_mobilenet")
+    assert result.returncode == 2 and "cannot create --output_dir" in result.stderr
+
+
+def test_a_converter_failure_exits_1_and_leaves_no_model(tmp_path, monkeypatch, capsys):
+    """The converter failing inside (here: calibration raising) is reported, not a traceback."""
+    from absl import flags
+
+    from converters import quantize
+    from tfmobile import convert as convert_cli
+
+    def broken(*_args, **_kwargs):
+        raise RuntimeError("Quantization not yet supported for op: 'FAKE_OP'")
+
+    monkeypatch.setattr(quantize, "calibrate", broken)
+    flags.FLAGS(["convert", "--model", "fd_mobilenet", "--int8", "--output_dir", str(tmp_path), *SMALL])
+    try:
+        assert convert_cli.main([]) == 1
+    finally:
+        flags.FLAGS.unparse_flags()
+    assert "conversion failed: Quantization not yet supported for op: 'FAKE_OP'" in capsys.readouterr().err
+    assert list(tmp_path.iterdir()) == []

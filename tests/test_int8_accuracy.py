@@ -1,0 +1,64 @@
+"""Trained networks keep their accuracy in int8.
+
+Every architecture is trained briefly on a small real labelled set built offline from the
+embedded photographs (calibration/regions.py: 14 classes, validation crops from parts of each
+photograph that training never saw), converted to full int8 calibrated on the training images,
+and evaluated on 4,200 validation crops, all at 48x48 to keep the suite short. int8 may lose at most 1.0 point of top-1: with about
+5% of predictions flipping under quantization, 4,200 images put the noise of that comparison
+near 0.35 points.
+"""
+
+import pytest
+
+from calibration import regions, sources
+from converters import pipeline
+from tfmobile import data, models
+from tfmobile.evaluate import evaluate_keras, evaluate_tflite
+from tfmobile.train import train
+
+# Open defect (issue #3): with hard-swish and SE, MobileNet V3's int8 model loses 1-13 points
+# depending on the training run (SQNR 13-17 dB against 20+ for the minimalistic variants). The
+# loss is spread over many layers (float fallback of the worst layers recovers nothing); min/max
+# calibration of heavy-tailed activations is the cause found so far, and MSE-optimal ranges
+# recover part of it. Until the pipeline fixes it these run as non-strict xfail.
+V3_INT8_DEFECT = pytest.mark.xfail(
+    strict=False, reason="issue #3 open: hard-swish/SE int8 accuracy loss beyond 1 point"
+)
+CONFIGS = [
+    pytest.param(name, {}, marks=V3_INT8_DEFECT if name.startswith("mobilenet_v3") else ())
+    for name in models.available()
+] + [
+    ("mobilenet_v3_large", {"minimalistic": True}),
+    ("mobilenet_v3_small", {"minimalistic": True}),
+]
+INPUT_SIZE = 48
+
+
+@pytest.fixture(scope="module")
+def photo_classes(tmp_path_factory):
+    root = regions.build(tmp_path_factory.mktemp("regions"), train_per_class=60, val_per_class=300)
+    train_set = data.load_folder(root / "train")
+    return root, train_set, data.load_folder(root / "val", train_set.class_names)
+
+
+@pytest.mark.parametrize("name,variants", CONFIGS, ids=lambda v: str(v))
+def test_int8_keeps_the_float_models_accuracy(name, variants, photo_classes):
+    root, train_set, val_set = photo_classes
+    model = models.build(name, input_size=INPUT_SIZE, num_classes=len(train_set.class_names),
+                         classifier_activation=None, **variants)
+    train(model, train_set, val_set, epochs=5)
+    float_top1 = evaluate_keras(model, val_set)["top1"]
+    assert float_top1 > 0.35, "the network learned the task (chance is 1/14)"
+
+    converted = pipeline.convert(
+        model, sources.load(str(root / "train")),
+        pipeline.Request(mode="int8", calibration_samples=300, eval_samples=64),
+    )
+    assert converted.report["artifact"]["fully_integer"]
+    int8_top1 = evaluate_tflite(converted.content, val_set)["top1"]
+    fidelity = converted.report["fidelity"]
+    print(f"\n| {name}{' minimalistic' if variants else ''} | {float_top1:.1%} | {int8_top1:.1%} "
+          f"| {100 * (int8_top1 - float_top1):+.2f} | {fidelity['sqnr_db']:.1f} dB "
+          f"| {fidelity['top1_agreement']:.1%} | {len(converted.content) / 1e6:.2f} MB "
+          f"| {converted.report['conversion']['seconds']:.1f} s |")
+    assert int8_top1 >= float_top1 - 0.010

@@ -1,0 +1,152 @@
+"""Converts a zoo network to TFLite and reports how close it stays to the float model.
+
+  python -m tfmobile.convert --model fd_mobilenet --int8
+  python -m tfmobile.convert --model mobilenet_v3_small --int8 --calibration photos/ --io_type uint8
+  python -m tfmobile.convert --model mobilenet_v2 --float16 --weights trained.weights.h5
+
+Writes <output_dir>/<name>.tflite and <name>.json (the report: architecture, ops, tensor types,
+io quantization, preprocessing, calibration, fidelity on held-out images, versions). Without
+--calibration, the embedded photographs (calibration/images) calibrate and measure fidelity.
+"""
+
+from __future__ import annotations
+
+import os
+import pathlib
+import sys
+
+from absl import flags
+
+from tfmobile import cli
+
+cli.define_model_flags()
+flags.DEFINE_string("weights", None, "Weights to load: a .weights.h5 file, or 'imagenet' (the "
+                    "published Keras weights; MobileNet V1/V2/V3 only). Default: random init.")
+flags.DEFINE_boolean("int8", False, "Full-integer int8 post-training quantization from a "
+                     "calibration set (TFLITE_BUILTINS_INT8 only).")
+flags.DEFINE_boolean("float16", False, "Float16 weights, float32 compute.")
+flags.DEFINE_boolean("dynamic", False, "Dynamic-range quantization: int8 weights, float "
+                     "activations. (No mode flag: float32.)")
+flags.DEFINE_enum("io_type", None, ["int8", "uint8", "float32"], "Input/output type of an "
+                  "--int8 model (default int8; uint8 suits the Edge TPU and camera frames).")
+flags.DEFINE_boolean("per_tensor", False, "--int8: one scale per tensor instead of per output "
+                     "channel (older NNAPI drivers and DSPs need it; costs accuracy).")
+flags.DEFINE_string("calibration", None, "Images to calibrate and to measure fidelity on: a "
+                    "directory (searched recursively; JPEG, PNG, BMP, GIF), a .npy/.npz array "
+                    "(N x H x W [x C], uint8) or a .tfrecord of encoded images. Every 4th image "
+                    "is held out for fidelity. Default: the embedded photographs.")
+flags.DEFINE_integer("calibration_samples", 300, "--int8: how many calibration samples (the "
+                     "source's images, expanded with crops and flips when it has fewer).",
+                     lower_bound=1)
+flags.DEFINE_integer("eval_samples", 64, "Held-out samples fidelity is measured on.",
+                     lower_bound=1)
+flags.DEFINE_string("output_dir", "artifacts", "Where the .tflite and its report go.")
+flags.DEFINE_boolean("debug_quantization", False, "--int8: add the QuantizationDebugger's "
+                     "per-layer error table to the report and print its worst layers.")
+flags.DEFINE_list("denylist", [], "--int8: ops (e.g. HARD_SWISH) or node names to keep in "
+                  "float; the report lists what stayed float.")
+flags.DEFINE_boolean("verbose", False, "Show TensorFlow's and the converter's own logging.")
+FLAGS = flags.FLAGS
+
+
+def mode_from_flags() -> str:
+    chosen = [m for m in ("int8", "float16", "dynamic") if getattr(FLAGS, m)]
+    if len(chosen) > 1:
+        raise cli.UsageError(f"choose one mode, not {' and '.join('--' + m for m in chosen)}")
+    mode = chosen[0] if chosen else "float32"
+    if mode != "int8":
+        for name in ("io_type", "per_tensor", "debug_quantization", "denylist"):
+            if FLAGS[name].present:
+                raise cli.UsageError(f"--{name} applies to --int8 models only")
+    return mode
+
+
+def artifact_stem(model_args: dict, mode: str) -> str:
+    variant = "".join(
+        f"_g{model_args['groups']}" if k == "groups" else "_min"
+        for k in model_args if k in ("groups", "minimalistic")
+    )
+    return f"{FLAGS.model}_{model_args['alpha']:g}_{model_args['input_size']}{variant}_{mode}"
+
+
+def check_output_dir(path: str) -> pathlib.Path:
+    out = pathlib.Path(path)
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as err:
+        raise cli.UsageError(f"cannot create --output_dir {path!r}: {err.strerror}") from None
+    if not os.access(out, os.W_OK | os.X_OK):
+        raise cli.UsageError(f"--output_dir {path!r} is not writable; choose another directory")
+    return out
+
+
+def print_summary(stem, report, tflite_path, report_path) -> None:
+    conv, art, fid = report["conversion"], report["artifact"], report["fidelity"]
+    io = art["io"]["input"]
+    io_text = io["dtype"] + (f" (scale {io['scale']:.4g}, zero point {io['zero_point']})"
+                             if io["scale"] else "")
+    top5 = next(v for k, v in fid.items() if k.startswith("top") and k.endswith("_overlap"))
+    print(f"{stem}: {tflite_path} ({art['file_bytes'] / 1e6:.2f} MB, {conv['seconds']:.1f} s)")
+    print(f"  fully integer: {'yes' if art['fully_integer'] else 'no'}; input {io_text}")
+    print(f"  vs float on {fid['samples']} held-out samples: top-1 agreement "
+          f"{fid['top1_agreement']:.1%}, top-5 overlap {top5:.1%}, SQNR {fid['sqnr_db']:.1f} dB, "
+          f"cosine {fid['cosine']:.4f}")
+    if report.get("layer_errors"):
+        worst = ", ".join(f"{r['tensor'].split(';')[0].rsplit('/', 2)[-2]} ({r['op']}) "
+                          f"{r['sqnr_db']:.1f} dB" for r in report["layer_errors"][:3])
+        print(f"  worst layers by SQNR: {worst}")
+    print(f"  report: {report_path}")
+
+
+def main(argv):
+    del argv
+    mode = mode_from_flags()
+    out_dir = check_output_dir(FLAGS.output_dir)
+    cli.quiet_tensorflow(FLAGS.verbose)
+    from calibration import sources
+    from converters import pipeline
+    from tfmobile import atomic
+    from tfmobile.profile import profile
+
+    model_args = cli.model_args(FLAGS)
+    try:
+        image_set = sources.load(FLAGS.calibration)
+    except sources.SourceError as err:
+        raise cli.UsageError(str(err)) from None
+    model = cli.build_model(FLAGS.model, weights=FLAGS.weights, classifier_activation=None,
+                            **model_args)
+    request = pipeline.Request(
+        mode=mode,
+        io_type=FLAGS.io_type,
+        per_tensor=FLAGS.per_tensor,
+        calibration_samples=FLAGS.calibration_samples,
+        eval_samples=FLAGS.eval_samples,
+        denylisted_ops=[d for d in FLAGS.denylist if d.isupper()],
+        denylisted_nodes=[d for d in FLAGS.denylist if not d.isupper()],
+        debug_quantization=FLAGS.debug_quantization,
+    )
+    stem = artifact_stem(model_args, mode)
+    try:
+        with cli.native_output_silenced(not FLAGS.verbose) as console:
+            result = pipeline.convert(model, image_set, request,
+                                      progress=cli.progress_bar(console))
+    except Exception as err:  # noqa: BLE001 - the converter fails in many ways; say which
+        reason = (str(err).strip().splitlines() or [type(err).__name__])[-1]
+        print(f"tfmobile.convert: conversion failed: {reason}", file=sys.stderr)
+        return 1
+    stats = profile(model)
+    report = {
+        "model": {"name": FLAGS.model, **model_args, "weights": FLAGS.weights or "random init",
+                  "output": "logits", "params": stats.params, "macs": stats.macs},
+        **result.report,
+    }
+    tflite_path, report_path = out_dir / f"{stem}.tflite", out_dir / f"{stem}.json"
+    report["artifact"]["path"] = str(tflite_path)
+    atomic.write_bytes(tflite_path, result.content)
+    atomic.write_json(report_path, report)
+    print_summary(stem, report, tflite_path, report_path)
+    return 0
+
+
+if __name__ == "__main__":
+    cli.run(main)
