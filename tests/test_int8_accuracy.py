@@ -36,7 +36,7 @@ INPUT_SIZE = 48
 
 @pytest.fixture(scope="module")
 def photo_classes(tmp_path_factory):
-    root = regions.build(tmp_path_factory.mktemp("regions"), train_per_class=60, val_per_class=300)
+    root = regions.build(tmp_path_factory.mktemp("regions"), train_per_class=40, val_per_class=300)
     train_set = data.load_folder(root / "train")
     return root, train_set, data.load_folder(root / "val", train_set.class_names)
 

@@ -1,8 +1,13 @@
 """The zoo against every figure in ../shared/reference/architectures.md (tfmobile/models/cards.py)."""
 
+import functools
+
 import pytest
 
-from tfmobile.models.cards import CARDS, check_card, matches, rounds_to
+from tfmobile.models.cards import CARDS, matches, rounds_to
+from tfmobile.models.cards import check_card as _check_card
+
+check_card = functools.lru_cache(maxsize=None)(_check_card)  # each card built once per run
 
 # The one published figure the zoo does not reproduce, and why: MobileNet-EdgeTPU's MACs match
 # to 0.07% (which pins every layer's shape), yet its conv+dense weights come to 4.05 M against

@@ -43,8 +43,9 @@ flags.DEFINE_integer("eval_samples", 64, "Held-out samples fidelity is measured 
 flags.DEFINE_string("output_dir", "artifacts", "Where the .tflite and its report go.")
 flags.DEFINE_boolean("debug_quantization", False, "--int8: add the QuantizationDebugger's "
                      "per-layer error table to the report and print its worst layers.")
-flags.DEFINE_list("denylist", [], "--int8: ops (e.g. HARD_SWISH) or node names to keep in "
-                  "float; the report lists what stayed float.")
+flags.DEFINE_list("denylist", [], "--int8: what to keep in float, comma-separated: op types "
+                  "in upper case (HARD_SWISH, MUL) or node names as --debug_quantization lists "
+                  "them; the report lists what stayed float.")
 flags.DEFINE_boolean("verbose", False, "Show TensorFlow's and the converter's own logging.")
 FLAGS = flags.FLAGS
 

@@ -23,8 +23,12 @@ class LabelledImages:
     skipped: int = 0
 
     def batch(self, input_size: int) -> np.ndarray:
-        """Evaluation preprocessing: resize shorter side, centre crop, scale to [-1, 1]."""
-        return Preprocessing(input_size).batch(self.images)
+        """Evaluation preprocessing: resize shorter side, centre crop, scale to [-1, 1].
+        Kept per size: evaluating a float and an int8 model reuses it."""
+        cache = self.__dict__.setdefault("_batches", {})
+        if input_size not in cache:
+            cache[input_size] = Preprocessing(input_size).batch(self.images)
+        return cache[input_size]
 
 
 def load_folder(root, class_names: list[str] | None = None) -> LabelledImages:

@@ -4,8 +4,8 @@
       --weights artifacts/mnv2.weights.h5 --data photos/val
   python -m tfmobile.evaluate --tflite artifacts/mobilenet_v2_0.5_96_int8.tflite --data photos/val
 
-Class order comes from the training run's <weights>.classes.json (or <tflite>'s report), else
-the folder's sorted subfolder names.
+Class order comes from the training run's <weights>.classes.json, else the folder's sorted
+subfolder names (as tfmobile.train numbers them).
 """
 
 from __future__ import annotations
