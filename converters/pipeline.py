@@ -93,7 +93,7 @@ def convert(
             calibration_info = {**image_set.describe(), "calibration_images": len(calibration_images),
                                 "samples": len(cal_batch), "expanded_with_crops_and_flips": cal_expanded}
         else:
-            content = tflite.convert_float(model, request.mode)
+            content = tflite.convert_saved_model(saved_model, request.mode)
     conversion_seconds = time.perf_counter() - started
 
     facts = report.graph_facts(content)

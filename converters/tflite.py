@@ -32,9 +32,14 @@ def convert_float(model: keras.Model, mode: str = "float32") -> bytes:
         raise ValueError(f"mode must be one of {', '.join(FLOAT_MODES)}, got {mode!r}")
     with tempfile.TemporaryDirectory(prefix="tfmobile-savedmodel-") as saved:
         export_saved_model(model, saved)
-        converter = tf.lite.TFLiteConverter.from_saved_model(saved)
-        if mode in ("float16", "dynamic"):
-            converter.optimizations = [tf.lite.Optimize.DEFAULT]
-        if mode == "float16":
-            converter.target_spec.supported_types = [tf.float16]
-        return converter.convert()
+        return convert_saved_model(saved, mode)
+
+
+def convert_saved_model(saved_model_dir: str, mode: str = "float32") -> bytes:
+    """A float mode of convert_float, from an already exported SavedModel."""
+    converter = tf.lite.TFLiteConverter.from_saved_model(saved_model_dir)
+    if mode in ("float16", "dynamic"):
+        converter.optimizations = [tf.lite.Optimize.DEFAULT]
+    if mode == "float16":
+        converter.target_spec.supported_types = [tf.float16]
+    return converter.convert()

@@ -36,14 +36,10 @@ def evaluate_tflite(content_or_path, labelled) -> dict:
     return {**data.top_k_accuracy(logits, labelled.labels), "images": len(labelled.labels)}
 
 
-def _class_names(path: str | None):
-    if not path:
-        return None
-    candidates = [pathlib.Path(path.replace(".weights.h5", ".classes.json"))]
-    for candidate in candidates:
-        if candidate.is_file():
-            return json.loads(candidate.read_text())
-    return None
+def _class_names(weights: str | None):
+    """The class order tfmobile.train saved beside the weights, if any."""
+    classes = pathlib.Path(weights.replace(".weights.h5", ".classes.json")) if weights else None
+    return json.loads(classes.read_text()) if classes and classes.is_file() else None
 
 
 def main(argv):

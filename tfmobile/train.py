@@ -30,18 +30,10 @@ class TrainResult:
 
 def _fixed_size(images, size: int) -> np.ndarray:
     """Every image resized (shorter side) and centre-cropped to size x size, as uint8."""
-    from PIL import Image
+    from calibration.preprocess import Preprocessing
 
-    out = []
-    for image in images:
-        h, w = image.shape[:2]
-        scale = size / min(h, w)
-        resized = Image.fromarray(image).resize(
-            (max(size, round(w * scale)), max(size, round(h * scale))), Image.Resampling.BILINEAR
-        )
-        left, top = (resized.width - size) // 2, (resized.height - size) // 2
-        out.append(np.asarray(resized.crop((left, top, left + size, top + size))))
-    return np.stack(out)
+    whole = Preprocessing(size, crop_fraction=1.0, scale=1.0, offset=0.0)
+    return whole.batch(images).astype(np.uint8)  # bilinear on uint8 already rounded: exact
 
 
 def train(model, train_set, val_set=None, *, epochs=10, batch_size=32, learning_rate=2e-3,
