@@ -42,9 +42,14 @@ class Result:
 
 
 def draw(images: list[np.ndarray], count: int, seed: int) -> tuple[list[np.ndarray], bool]:
-    """`count` images: the first ones, or all of them expanded with crops and flips."""
+    """`count` images spread evenly over the source, or all of them expanded with crops and flips.
+
+    Evenly, not the first `count`: sources are read in path order, so a prefix of a folder of
+    class subfolders would calibrate on some classes only.
+    """
     if len(images) >= count:
-        return images[:count], False
+        picks = np.linspace(0, len(images) - 1, count).round().astype(int)
+        return [images[i] for i in picks], False
     return sources.expand(images, count, seed=seed), True
 
 
@@ -80,6 +85,7 @@ def convert(
             calibrated = quantize.calibrate(
                 saved_model, lambda: wrap(iter(cal_batch), len(cal_batch), "calibrating")
             )
+            calibrated, ranges_tightened = quantize.tighten_ranges(calibrated)
             content = quantize.quantize(
                 calibrated, io_type=io_type, per_tensor=request.per_tensor,
                 denylisted_ops=request.denylisted_ops, denylisted_nodes=request.denylisted_nodes,
@@ -105,6 +111,8 @@ def convert(
             "io_type": io_type,
             "granularity": "per-tensor" if request.per_tensor else "per-channel",
             "ops_set": "TFLITE_BUILTINS_INT8",
+            "ranges": "min/max over the calibration samples",
+            "ranges_tightened_to_reader_domain": ranges_tightened,
             "denylisted_ops": request.denylisted_ops,
             "denylisted_nodes": request.denylisted_nodes,
             "kept_in_float": facts["float_ops"] if (request.denylisted_ops or request.denylisted_nodes) else [],

@@ -99,8 +99,13 @@ def quiet_tensorflow(verbose: bool = False) -> None:
         import tensorflow  # noqa: F401
 
 
+_command = {"program": None, "module": None, "doc": None}
+
+
 def _program() -> str:
     """`python -m tfmobile.summary` reports as tfmobile.summary, a script by its file name."""
+    if _command["program"]:
+        return _command["program"]
     spec = getattr(sys.modules.get("__main__"), "__spec__", None)
     return spec.name if spec else os.path.basename(sys.argv[0])
 
@@ -115,8 +120,9 @@ def _print_help(full: bool) -> None:
     if full:
         print(flags.FLAGS.get_help())
         sys.exit(0)
-    print((sys.modules["__main__"].__doc__ or "").strip() + "\n\nflags:")
-    main_module = sys.argv[0]
+    doc = _command["doc"] or sys.modules["__main__"].__doc__ or ""
+    print(doc.strip() + "\n\nflags:")
+    main_module = _command["module"] or sys.argv[0]
     for module in (main_module, __name__):
         for flag in sorted(flags.FLAGS.get_flags_for_module(module), key=lambda f: f.name):
             name = f"--[no]{flag.name}" if flag.boolean else f"--{flag.name}"
@@ -138,8 +144,14 @@ def _parse_flags(argv):
         fail_usage(f"{err} (see --help)")
 
 
-def run(main) -> None:
-    """absl's app.run, with flag errors and UsageError as one line and exit status 2."""
+def run(main, *, program: str | None = None, flags_module: str | None = None,
+        doc: str | None = None) -> None:
+    """absl's app.run, with flag errors and UsageError as one line and exit status 2.
+
+    A subcommand (`python -m android_bench run`) names itself (`program`), the module that
+    defines its flags and its help text (`doc`).
+    """
+    _command.update(program=program, module=flags_module, doc=doc)
 
     def guarded(argv):
         if len(argv) > 1:

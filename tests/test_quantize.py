@@ -1,0 +1,56 @@
+"""Range tightening: a calibrated range cut to what its readers distinguish keeps the function."""
+
+import tempfile
+
+import keras
+import numpy as np
+
+from converters import fidelity, litert, quantize, tflite
+
+
+def _conv_then_hard_swish():
+    inputs = keras.Input((8, 8, 3), batch_size=1)
+    x = keras.layers.Conv2D(16, 3, padding="same", kernel_initializer=keras.initializers.RandomNormal(0, 2.0),
+                            bias_initializer=keras.initializers.Constant(-8.0))(inputs)  # mostly below -3
+    x = keras.layers.Activation("hard_swish")(x)
+    x = keras.layers.Conv2D(16, 1)(x)
+    return keras.Model(inputs, keras.layers.Flatten()(x))  # fidelity compares rows of logits
+
+
+def _hard_swish_input_range(content: bytes) -> tuple[float, float]:
+    model = litert.read_model(content)
+    graph = model.subgraphs[0]
+    names = [litert.op_name(code) for code in model.operatorCodes]
+    (op,) = [op for op in graph.operators if names[op.opcodeIndex] == "HARD_SWISH"]
+    quant = graph.tensors[op.inputs[0]].quantization
+    return float(quant.min[0]), float(quant.max[0])
+
+
+def test_hard_swish_inputs_lose_the_range_below_minus_3_and_error_falls():
+    keras.utils.set_random_seed(0)
+    model = _conv_then_hard_swish()
+    samples = np.random.default_rng(0).uniform(-1, 1, (40, 8, 8, 3)).astype(np.float32)
+    with tempfile.TemporaryDirectory() as saved_model:
+        tflite.export_saved_model(model, saved_model)
+        calibrated = quantize.calibrate(saved_model, lambda: iter(samples))
+    lo, hi = _hard_swish_input_range(calibrated)
+    assert lo < -3  # the calibration saw values hard-swish maps to 0
+
+    tightened, changed = quantize.tighten_ranges(calibrated)
+    assert changed == 1
+    assert _hard_swish_input_range(tightened) == (-3.0, hi)
+
+    reference = model.predict(samples, verbose=0)
+    before = fidelity.compare(reference, litert.run(litert.load(quantize.quantize(calibrated)), samples))
+    after = fidelity.compare(reference, litert.run(litert.load(quantize.quantize(tightened)), samples))
+    assert after["sqnr_db"] > before["sqnr_db"] + 1.0, (before, after)
+
+
+def test_calibration_samples_are_spread_over_the_whole_source():
+    from converters.pipeline import draw
+
+    # A folder of class subfolders is read in path order: 3 classes of 10 images each.
+    images = [np.full((2, 2, 3), label, np.uint8) for label in range(3) for _ in range(10)]
+    chosen, expanded = draw(images, 6, seed=0)
+    assert not expanded and len(chosen) == 6
+    assert sorted({int(image[0, 0, 0]) for image in chosen}) == [0, 1, 2]
