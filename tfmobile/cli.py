@@ -122,8 +122,8 @@ def _print_help(full: bool) -> None:
         sys.exit(0)
     doc = _command["doc"] or sys.modules["__main__"].__doc__ or ""
     print(doc.strip() + "\n\nflags:")
-    main_module = _command["module"] or sys.argv[0]
-    for module in (main_module, __name__):
+    main_modules = _command["module"] or (sys.argv[0],)
+    for module in (*main_modules, __name__):
         for flag in sorted(flags.FLAGS.get_flags_for_module(module), key=lambda f: f.name):
             name = f"--[no]{flag.name}" if flag.boolean else f"--{flag.name}"
             default = "" if flag.default is None or flag.boolean else f" (default: {flag.default})"
@@ -144,14 +144,14 @@ def _parse_flags(argv):
         fail_usage(f"{err} (see --help)")
 
 
-def run(main, *, program: str | None = None, flags_module: str | None = None,
+def run(main, *, program: str | None = None, flags_modules: tuple[str, ...] | None = None,
         doc: str | None = None) -> None:
     """absl's app.run, with flag errors and UsageError as one line and exit status 2.
 
-    A subcommand (`python -m android_bench run`) names itself (`program`), the module that
-    defines its flags and its help text (`doc`).
+    A subcommand (`python -m android_bench run`) names itself (`program`), the modules that
+    define its flags and its help text (`doc`).
     """
-    _command.update(program=program, module=flags_module, doc=doc)
+    _command.update(program=program, module=flags_modules, doc=doc)
 
     def guarded(argv):
         if len(argv) > 1:

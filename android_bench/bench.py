@@ -1,0 +1,316 @@
+"""Running the benchmark matrix: models x targets x configurations.
+
+Each target gets one worker thread; the cells on a target run one at a time with a cool-down
+between them, because two benchmarks sharing a phone (or its heat) measure each other. Every
+finished cell is appended to the results store at once; a target that disappears fails its
+remaining cells with the reason while the other targets go on.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime
+import hashlib
+import json
+import pathlib
+import shlex
+import threading
+import time
+from importlib import metadata
+
+from android_bench import benchmark_model, probe
+from android_bench.models import Model
+from android_bench.results import Store
+from android_bench.targets import Target, TargetError
+
+DELEGATES = ("cpu", "xnnpack", "gpu", "nnapi", "edgetpu")
+DEVICE_RUNNER = pathlib.Path(__file__).with_name("device_runner.py")
+
+
+@dataclasses.dataclass(frozen=True)
+class Config:
+    threads: int = 1
+    delegate: str = "xnnpack"
+    cpus: str = "big"  # big (the fastest cluster) | all | a hex mask such as f0
+    warmup_runs: int = 10
+    num_runs: int = 50
+
+    def describe(self) -> dict:
+        return dataclasses.asdict(self)
+
+
+class CellFailed(Exception):
+    """The cell ran but produced no figures (model will not load, delegate missing...)."""
+
+
+def _tail(text: str, lines: int = 3) -> str:
+    return " | ".join(line.strip() for line in text.strip().splitlines()[-lines:])
+
+
+class DeviceRunner:
+    """android_bench/device_runner.py under the target's python3 (boards, this machine)."""
+
+    name = "device_runner"
+    delegates = ("cpu", "xnnpack", "edgetpu")
+
+    def files(self) -> dict[str, pathlib.Path]:
+        return {"device_runner.py": DEVICE_RUNNER}
+
+    def command(self, model_remote: str, config: Config) -> str:
+        return shlex.join(["python3", "device_runner.py", model_remote,
+                           "--threads", str(config.threads), "--warmup", str(config.warmup_runs),
+                           "--runs", str(config.num_runs), "--delegate", config.delegate])
+
+    def parse(self, stdout: str, stderr: str, returncode: int) -> dict:
+        lines = [line for line in stdout.splitlines() if line.startswith("{")]
+        if not lines:
+            raise CellFailed(f"device runner printed no result (exit {returncode}): "
+                             f"{_tail(stderr or stdout)}")
+        result = json.loads(lines[-1])
+        if result.get("status") != "ok":
+            raise CellFailed(result.get("reason") or f"device runner exit {returncode}")
+        return {
+            "latency_ms": result["latency_ms"],
+            "latency_statistic": "median",
+            "init_ms": result.get("init_ms"),
+            "first_ms": result.get("first_ms"),
+            "warmup_avg_ms": result.get("warmup_avg_ms"),
+            "runs": result.get("runs"),
+            "peak_rss_mb": result.get("peak_rss_mb"),
+            "partitions": result.get("partitions"),
+            "ops_outside_delegate": result.get("ops_outside_delegate"),
+            "edgetpu_ops": result.get("edgetpu_ops"),
+            "runtime": result.get("runtime"),
+        }
+
+
+class BenchmarkModelRunner:
+    """TFLite's official `benchmark_model` binary (Android)."""
+
+    name = "benchmark_model"
+    delegates = ("cpu", "xnnpack", "gpu", "nnapi", "edgetpu")
+
+    def __init__(self, binary: pathlib.Path):
+        self.binary = binary
+
+    def files(self) -> dict[str, pathlib.Path]:
+        return {"benchmark_model": self.binary}
+
+    def command(self, model_remote: str, config: Config) -> str:
+        args = benchmark_model.flags(model_remote, num_threads=config.threads,
+                                     warmup_runs=config.warmup_runs, num_runs=config.num_runs,
+                                     delegate=config.delegate)
+        return shlex.join(["./benchmark_model", *args])
+
+    def parse(self, stdout: str, stderr: str, returncode: int) -> dict:
+        text = stdout + "\n" + stderr
+        try:
+            parsed = benchmark_model.parse_output(text)
+        except benchmark_model.BenchmarkOutputError as err:
+            raise CellFailed(str(err)) from None
+        if returncode != 0:
+            raise CellFailed(f"benchmark_model exit {returncode}: {_tail(text)}")
+        run = parsed.get("run_stats") or {}
+        ms = lambda us: None if us is None else us / 1000  # noqa: E731
+        return {
+            # benchmark_model prints mean and std of the runs, not their median.
+            "latency_ms": {"mean": ms(parsed["avg_us"]), "std": ms(parsed.get("std_us")),
+                           "min": ms(run.get("min")), "max": ms(run.get("max")),
+                           "median": None, "p90": None},
+            "latency_statistic": "mean",
+            "init_ms": ms(parsed.get("init_us")),
+            "first_ms": ms(parsed.get("first_us")),
+            "warmup_avg_ms": ms(parsed.get("warmup_avg_us")),
+            "runs": run.get("count"),
+            "peak_rss_mb": parsed.get("peak_mb") or parsed.get("overall_mb"),
+        }
+
+
+def cell_key(target_name: str, model: Model, config: Config, runner: str) -> str:
+    identity = json.dumps([target_name, model.sha256, config.describe(), runner], sort_keys=True)
+    return hashlib.sha256(identity.encode()).hexdigest()[:16]
+
+
+def _versions() -> dict:
+    found = {}
+    for package in ("tfmobile", "ai-edge-litert"):
+        try:
+            found[package] = metadata.version(package)
+        except metadata.PackageNotFoundError:
+            pass
+    return found
+
+
+@dataclasses.dataclass
+class Cooldown:
+    """Between two cells: a fixed pause, or waiting until the thermal zones fall below a limit."""
+
+    seconds: float = 2.0
+    below_c: float | None = None
+    max_wait_s: float = 300.0
+
+    def wait(self, target: Target) -> dict:
+        if self.below_c is None:
+            time.sleep(self.seconds)
+            return {"paused_s": self.seconds}
+        started = time.monotonic()
+        while True:
+            temps = probe.temperatures(target)
+            hottest = max(temps.values()) if temps else None
+            waited = time.monotonic() - started
+            if hottest is None:  # no thermal zones: fall back to the fixed pause
+                time.sleep(self.seconds)
+                return {"paused_s": self.seconds, "note": "no thermal zones readable"}
+            if hottest < self.below_c or waited >= self.max_wait_s:
+                return {"waited_s": round(waited, 1), "hottest_c": hottest,
+                        "limit_c": self.below_c, "reached": hottest < self.below_c}
+            time.sleep(2.0)
+
+
+class TargetWorker:
+    """Runs one target's cells in order, pushing each file once and cleaning up after."""
+
+    def __init__(self, target: Target, runner, store: Store, cooldown: Cooldown, on_cell=None):
+        self.target = target
+        self.runner = runner
+        self.store = store
+        self.cooldown = cooldown
+        self.on_cell = on_cell or (lambda record: None)
+        self.description: dict | None = None
+        self._pushed: set[str] = set()
+
+    def _push_once(self, local: pathlib.Path, remote_name: str) -> str:
+        remote = f"{self.target.workdir}/{remote_name}"
+        if remote not in self._pushed:
+            self.target.push(local, remote)
+            self._pushed.add(remote)
+        return remote
+
+    def _prepare(self) -> None:
+        self.description = probe.describe(self.target)
+        result = self.target.shell(f"mkdir -p {shlex.quote(self.target.workdir)}", timeout=30)
+        if result.returncode != 0:
+            raise TargetError(f"{self.target.name}: cannot create {self.target.workdir}: "
+                              f"{_tail(result.stderr)}")
+        for remote_name, local in self.runner.files().items():
+            self._push_once(local, remote_name)
+        executables = " ".join(shlex.quote(f"{self.target.workdir}/{n}") for n in self.runner.files())
+        self.target.shell(f"chmod +x {executables}", timeout=30)
+
+    def _cpu_mask(self, config: Config) -> tuple[str | None, str | None]:
+        """(mask, note): None when no pinning applies."""
+        if config.cpus == "all":
+            return None, None
+        mask = probe.big_cores_mask(self.description) if config.cpus == "big" else config.cpus
+        if mask and not self.description.get("taskset"):
+            return None, "taskset not found on the target: ran unpinned"
+        return mask, None
+
+    def _record(self, key, model, config, started, status, **fields) -> dict:
+        record = {
+            "key": key, "status": status, "runner": self.runner.name,
+            "target": self.description or {"name": self.target.name, "kind": self.target.kind},
+            "model": model.describe(), "config": config.describe(),
+            "host_versions": _versions(),
+            "started": started,
+            "finished": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+            **fields,
+        }
+        self.store.append(record)
+        self.on_cell(record)
+        return record
+
+    def run_cell(self, key: str, model: Model, config: Config, cooled: dict | None = None) -> dict:
+        started = datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")
+        if config.delegate not in self.runner.delegates:
+            return self._record(key, model, config, started, "failed", cooldown=cooled,
+                                reason=f"the {self.runner.name} runner has no {config.delegate} "
+                                       f"delegate ({', '.join(self.runner.delegates)})")
+        remote = self._push_once(model.path, f"{model.sha256[:16]}.tflite")
+        mask, note = self._cpu_mask(config)
+        command = self.runner.command(remote, config)
+        if mask:
+            command = f"taskset {mask} {command}"
+        result = self.target.shell(f"cd {shlex.quote(self.target.workdir)} && {command}",
+                                   timeout=600)
+        raw = self.store.save_raw(key, f"$ {command}\n[exit {result.returncode}]\n"
+                                       f"--- stdout\n{result.stdout}\n--- stderr\n{result.stderr}")
+        fields = {"raw_output": raw, "pinning": {"cpu_mask": mask, "note": note},
+                  "cooldown": cooled}
+        try:
+            metrics = self.runner.parse(result.stdout, result.stderr, result.returncode)
+        except CellFailed as err:
+            # A device that vanished mid-command can look like a command that printed nothing
+            # (adb's client then exits 0): ask the transport before blaming the model.
+            gone = self.target.unreachable()
+            if gone:
+                raise TargetError(gone) from None
+            return self._record(key, model, config, started, "failed", reason=str(err), **fields)
+        return self._record(key, model, config, started, "ok", metrics=metrics, **fields)
+
+    def run(self, cells: list[tuple[str, Model, Config]]) -> None:
+        reason = None
+        try:
+            self._prepare()
+        except TargetError as err:
+            reason = str(err)
+        for index, (key, model, config) in enumerate(cells):
+            started = datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")
+            if reason:
+                self._record(key, model, config, started, "failed", reason=reason)
+                continue
+            try:
+                cooled = self.cooldown.wait(self.target) if index else None
+                self.run_cell(key, model, config, cooled)
+            except TargetError as err:
+                # The transport failed: if the target has gone, the rest of its cells fail too.
+                gone = self.target.unreachable()
+                reason = gone
+                self._record(key, model, config, started, "failed", reason=gone or str(err))
+        if reason is None:
+            self._cleanup()
+
+    def _cleanup(self) -> None:
+        try:
+            self.target.shell(f"rm -rf {shlex.quote(self.target.workdir)}", timeout=60)
+        except TargetError:
+            pass
+
+
+def plan(targets: list[Target], models: list[Model], configs: list[Config], runners: dict,
+         done: set[str]) -> dict[str, list[tuple[str, Model, Config]]]:
+    """The cells each target still has to run (those not in `done`)."""
+    cells = {}
+    for target in targets:
+        runner = runners[target.name]
+        cells[target.name] = [
+            (key, model, config)
+            for model in models for config in configs
+            if (key := cell_key(target.name, model, config, runner.name)) not in done
+        ]
+    return cells
+
+
+def run_matrix(targets: list[Target], models: list[Model], configs: list[Config], runners: dict,
+               store: Store, cooldown: Cooldown, *, resume: bool = False, on_cell=None) -> dict:
+    """Runs every cell; returns {"ok": n, "failed": n, "skipped": n}."""
+    done = store.done_keys() if resume else set()
+    cells = plan(targets, models, configs, runners, done)
+    counts = {"ok": 0, "failed": 0,
+              "skipped": len(targets) * len(models) * len(configs) - sum(map(len, cells.values()))}
+    lock = threading.Lock()
+
+    def count(record):
+        with lock:
+            counts[record["status"]] += 1
+        if on_cell:
+            on_cell(record)
+
+    workers = [TargetWorker(t, runners[t.name], store, cooldown, on_cell=count) for t in targets]
+    threads = [threading.Thread(target=w.run, args=(cells[w.target.name],), name=w.target.name)
+               for w in workers]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    return counts

@@ -1,0 +1,50 @@
+"""Flags shared by `devices` and `run`: how to reach adb devices and ssh boards."""
+
+from __future__ import annotations
+
+from absl import flags
+
+from android_bench import targets as targets_lib
+from tfmobile import cli
+
+FLAGS = flags.FLAGS
+
+
+def define_target_flags() -> None:
+    flags.DEFINE_string("adb", "adb", "The adb client to use (Android platform-tools or Debian's "
+                        "`adb` package).")
+    flags.DEFINE_string("adb_server", None, "host:port of a remote adb server (a device lab): "
+                        "its devices become targets. Default: the local server.")
+    flags.DEFINE_list("connect", [], "host:port of network devices to `adb connect` first "
+                      "(phones with wireless debugging, emulators, stand-ins).")
+    flags.DEFINE_list("ssh", [], "Linux boards to reach over OpenSSH, user@host or "
+                      "user@host:port (Coral Dev Board, Raspberry Pi with a USB Accelerator).")
+    flags.DEFINE_string("ssh_identity", None, "Private key for the ssh boards (ssh -i).")
+    flags.DEFINE_list("ssh_option", [], "Extra ssh -o options, e.g. "
+                      "StrictHostKeyChecking=accept-new,UserKnownHostsFile=/path.")
+
+
+def adb_server() -> targets_lib.AdbServer:
+    host, port = None, None
+    if FLAGS.adb_server:
+        host, _, port_text = FLAGS.adb_server.rpartition(":")
+        if not host or not port_text.isdigit():
+            raise cli.UsageError(f"--adb_server must be host:port, got {FLAGS.adb_server!r}")
+        port = int(port_text)
+    return targets_lib.AdbServer(adb=FLAGS.adb, host=host, port=port)
+
+
+def ssh_target(spec: str) -> targets_lib.SshTarget:
+    try:
+        return targets_lib.SshTarget.parse(spec, identity=FLAGS.ssh_identity,
+                                           options=tuple(FLAGS.ssh_option))
+    except ValueError as err:
+        raise cli.UsageError(str(err)) from None
+
+
+def adb_devices(server: targets_lib.AdbServer) -> list[dict]:
+    """`adb connect` the --connect addresses, then list the server's devices."""
+    server.check_installed()
+    for address in FLAGS.connect:
+        server.connect(address)
+    return server.devices()

@@ -1,0 +1,195 @@
+"""Benchmark a matrix of models x targets x configurations, then compare.
+
+  python -m android_bench run --models fd_mobilenet,mobilenet_v2 --modes float32,int8
+  python -m android_bench run --models a.tflite,b.tflite --targets adb --threads 1,4 \\
+      --delegates xnnpack,gpu --benchmark_binary ~/android_aarch64_benchmark_model
+  python -m android_bench run --targets ssh:mendel@coral.local --delegates edgetpu --models m_edgetpu.tflite
+
+Models are .tflite paths or zoo names (name[:alpha=0.5][:groups=3][:minimalistic]) that the
+converter builds first into --artifacts_dir. Targets: local (this machine), adb (every device
+the adb server lists), adb:SERIAL, ssh:user@host[:port]. Targets run in parallel; the cells of
+one target run one at a time, pinned to its big cores, with a cool-down between them.
+
+Android runs TFLite's official benchmark_model binary, pushed to /data/local/tmp/tfmobile:
+download the prebuilt one for the phone's ABI from
+  https://storage.googleapis.com/tensorflow-nightly-public/prod/tensorflow/release/lite/tools/nightly/latest/android_aarch64_benchmark_model
+(android_arm for 32-bit phones) and pass --benchmark_binary, or put it in
+~/.cache/tfmobile/benchmark_model/. Linux boards and this machine run the single-file
+android_bench/device_runner.py under the target's python3 (numpy plus ai_edge_litert or
+tflite_runtime). Every cell is appended to --results as it finishes (JSON Lines, raw output
+beside it); --resume skips the cells already done.
+"""
+
+from __future__ import annotations
+
+import itertools
+import os
+import pathlib
+import sys
+
+from absl import flags
+
+from android_bench import bench, cli as bench_cli, compare, models as models_lib, probe
+from android_bench import targets as targets_lib
+from android_bench.results import Store
+from tfmobile import cli
+from tfmobile.artifacts import ConversionError
+
+FLAGS = flags.FLAGS
+bench_cli.define_target_flags()
+flags.DEFINE_list("models", ["fd_mobilenet", "mobilenet_v2"], ".tflite files and/or zoo names "
+                  "(name[:alpha=..][:input_size=..][:groups=..][:minimalistic]).")
+flags.DEFINE_list("modes", ["float32", "int8"], "Zoo models: the converter modes to build "
+                  "(float32, float16, dynamic, int8).")
+flags.DEFINE_integer("input_size", 224, "Zoo models: input size unless the entry gives one.")
+flags.DEFINE_string("artifacts_dir", "artifacts", "Where zoo models are converted to (reused "
+                    "when already there).")
+flags.DEFINE_list("targets", ["local"], "local, adb (every adb device), adb:SERIAL, "
+                  "ssh:user@host[:port].")
+flags.DEFINE_list("threads", ["1"], "Thread counts to run (one cell each).")
+flags.DEFINE_list("delegates", ["xnnpack"], f"Delegates to run: {', '.join(bench.DELEGATES)} "
+                  "(cpu = the plain builtin kernels).")
+flags.DEFINE_string("cpus", "big", "CPU pinning with taskset: big (the fastest cores), all, "
+                    "or a hex mask such as f0.")
+flags.DEFINE_integer("warmup_runs", 10, "Untimed inferences before the timed ones.", lower_bound=0)
+flags.DEFINE_integer("num_runs", 50, "Timed inferences per cell.", lower_bound=1)
+flags.DEFINE_enum("runner", "auto", ["auto", "benchmark_model", "device_runner"],
+                  "How cells are timed: auto = benchmark_model on adb devices, the Python "
+                  "device runner elsewhere (use device_runner on an adb device with python3).")
+flags.DEFINE_string("benchmark_binary", None, "TFLite's benchmark_model for the adb devices.")
+flags.DEFINE_float("cooldown_s", 2.0, "Pause between two cells on one target.", lower_bound=0)
+flags.DEFINE_float("cooldown_below_c", None, "Instead of the pause, wait until every thermal "
+                   "zone of the target is below this temperature (Celsius).")
+flags.DEFINE_float("cooldown_max_s", 300, "Longest wait for --cooldown_below_c.")
+flags.DEFINE_string("results", "bench_results/results.jsonl", "Results store (JSON Lines).")
+flags.DEFINE_boolean("resume", False, "Skip the cells the results store already has.")
+flags.DEFINE_string("baseline", None, "Model name the comparison's speed-ups are against "
+                    "(e.g. mobilenet_v1_1_224_float32).")
+flags.DEFINE_boolean("compare", True, "Write the comparison tables and plots after the run.")
+flags.DEFINE_boolean("verbose", False, "Show TensorFlow's and the converter's own logging.")
+
+CACHE = pathlib.Path(os.path.expanduser("~/.cache/tfmobile/benchmark_model"))
+ABI_BINARIES = {"arm64-v8a": "android_aarch64", "armeabi-v7a": "android_arm",
+                "x86_64": "android_x86_64", "x86": "android_x86"}
+
+
+def configs_from_flags() -> list[bench.Config]:
+    unknown = [d for d in FLAGS.delegates if d not in bench.DELEGATES]
+    if unknown:
+        raise cli.UsageError(f"unknown delegate {unknown[0]!r}; choose from {', '.join(bench.DELEGATES)}")
+    if not all(t.isdigit() and int(t) > 0 for t in FLAGS.threads):
+        raise cli.UsageError(f"--threads must be positive integers, got {','.join(FLAGS.threads)}")
+    if FLAGS.cpus not in ("big", "all"):
+        try:
+            int(FLAGS.cpus, 16)
+        except ValueError:
+            raise cli.UsageError(f"--cpus must be big, all or a hex mask, got {FLAGS.cpus!r}") from None
+    return [bench.Config(threads=int(t), delegate=d, cpus=FLAGS.cpus,
+                         warmup_runs=FLAGS.warmup_runs, num_runs=FLAGS.num_runs)
+            for t, d in itertools.product(FLAGS.threads, FLAGS.delegates)]
+
+
+def targets_from_flags() -> list[targets_lib.Target]:
+    chosen: list[targets_lib.Target] = []
+    server, listed = None, None
+    for spec in FLAGS.targets + [f"ssh:{s}" for s in FLAGS.ssh]:
+        kind, _, rest = spec.partition(":")
+        if spec == "local":
+            chosen.append(targets_lib.LocalTarget())
+        elif kind == "adb":
+            if server is None:  # connect and list once, however many adb targets are named
+                server = bench_cli.adb_server()
+                listed = bench_cli.adb_devices(server)
+            ready = [d["serial"] for d in listed if d["state"] == "device"]
+            if rest:
+                if rest not in ready:
+                    raise targets_lib.TargetError(f"adb device {rest} is not attached "
+                                                  f"(attached: {', '.join(ready) or 'none'})")
+                ready = [rest]
+            elif not ready:
+                raise targets_lib.TargetError("no adb device attached (see `adb devices`)")
+            chosen += [targets_lib.AdbTarget(serial, server) for serial in ready]
+        elif kind == "ssh" and rest:
+            chosen.append(bench_cli.ssh_target(rest))
+        else:
+            raise cli.UsageError(f"unknown target {spec!r}; use local, adb, adb:SERIAL or "
+                                 "ssh:user@host[:port]")
+    unique = {t.name: t for t in chosen}
+    return list(unique.values())
+
+
+def runner_for(target: targets_lib.Target):
+    kind = FLAGS.runner
+    if kind == "auto":
+        kind = "benchmark_model" if target.kind == "adb" else "device_runner"
+    if kind == "device_runner":
+        return bench.DeviceRunner()
+    if FLAGS.benchmark_binary:
+        binary = pathlib.Path(FLAGS.benchmark_binary).expanduser()
+        if not binary.is_file():
+            raise cli.UsageError(f"--benchmark_binary {binary} does not exist")
+        return bench.BenchmarkModelRunner(binary)
+    abi = probe.describe(target).get("abi") or "arm64-v8a"
+    name = f"{ABI_BINARIES.get(abi, 'android_aarch64')}_benchmark_model"
+    for candidate in (CACHE / name, CACHE / "benchmark_model"):
+        if candidate.is_file():
+            return bench.BenchmarkModelRunner(candidate)
+    raise cli.UsageError(
+        f"no benchmark_model binary for {target.name} ({abi}): download "
+        f"https://storage.googleapis.com/tensorflow-nightly-public/prod/tensorflow/release/lite/"
+        f"tools/nightly/latest/{name} to {CACHE / name} or pass --benchmark_binary")
+
+
+def _progress(total: int):
+    from tqdm import tqdm
+
+    bar = tqdm(total=total, desc="benchmarking", unit="cell", file=sys.stderr, leave=False,
+               disable=not cli.interactive())
+
+    def on_cell(record):
+        bar.update(1)
+        if record["status"] != "ok":
+            bar.write(f"failed: {record['target']['name']} {record['model']['name']}: "
+                      f"{record.get('reason')}")
+
+    return bar, on_cell
+
+
+def main(argv):
+    del argv
+    configs = configs_from_flags()
+    store = Store(FLAGS.results)
+    try:
+        store.check_writable()
+    except OSError as err:
+        raise cli.UsageError(f"cannot write --results {FLAGS.results}: {err.strerror}") from None
+    try:
+        targets = targets_from_flags()
+        runners = {t.name: runner_for(t) for t in targets}
+    except targets_lib.TargetError as err:
+        raise cli.Failure(str(err)) from None
+    if any(not e.endswith(".tflite") for e in FLAGS.models):
+        cli.quiet_tensorflow(FLAGS.verbose)
+    try:
+        models = models_lib.resolve(FLAGS.models, FLAGS.modes, pathlib.Path(FLAGS.artifacts_dir),
+                                    input_size=FLAGS.input_size,
+                                    log=lambda m: print(m, file=sys.stderr))
+    except ValueError as err:
+        raise cli.UsageError(str(err).splitlines()[0]) from None
+    except ConversionError as err:
+        raise cli.Failure(f"converting a zoo model failed: {err}") from None
+
+    total = len(targets) * len(models) * len(configs)
+    bar, on_cell = _progress(total)
+    cooldown = bench.Cooldown(FLAGS.cooldown_s, FLAGS.cooldown_below_c, FLAGS.cooldown_max_s)
+    with bar:
+        counts = bench.run_matrix(targets, models, configs, runners, store, cooldown,
+                                  resume=FLAGS.resume, on_cell=on_cell)
+    print(f"{total} cells on {len(targets)} target(s): {counts['ok']} ok, {counts['failed']} "
+          f"failed, {counts['skipped']} already done; results: {store.path}")
+    if FLAGS.compare:
+        out_dir = store.path.parent / "compare"
+        for title, stem, text in compare.write_comparison(store.records(), out_dir,
+                                                          baseline=FLAGS.baseline):
+            print(f"\n{text}(also {stem}.csv, {stem}.png)")
+    return 1 if counts["failed"] else 0

@@ -1,0 +1,101 @@
+"""What a target is: one POSIX shell script run on it, its `key=value` lines parsed.
+
+The same script reads an Android phone (getprop, toybox), a Linux board (/proc, device tree)
+and this machine, so `devices` and every result record describe targets the same way.
+"""
+
+from __future__ import annotations
+
+import re
+
+from android_bench.targets import Target, TargetError
+
+# Runs under Android's mksh and any POSIX sh; every line is key=value.
+SCRIPT = r"""
+echo "uname=$(uname -srm)"
+echo "cores=$(grep -c '^processor' /proc/cpuinfo)"
+for d in /sys/devices/system/cpu/cpu[0-9]*; do
+  f="$d/cpufreq/cpuinfo_max_freq"; [ -r "$f" ] && echo "max_khz.${d##*cpu}=$(cat "$f")"
+done
+grep -m1 -E '^(Hardware|model name|Model)[[:space:]]*:' /proc/cpuinfo | sed 's/[[:space:]]*:[[:space:]]*/=/; s/^/cpuinfo./'
+[ -r /proc/device-tree/model ] && echo "board=$(tr -d '\000' < /proc/device-tree/model)"
+for z in /sys/class/thermal/thermal_zone[0-9]*; do
+  [ -r "$z/temp" ] && echo "thermal.${z##*zone}=$(cat "$z/type" 2>/dev/null):$(cat "$z/temp" 2>/dev/null)"
+done
+for tool in taskset python3; do command -v "$tool" >/dev/null 2>&1 && echo "has.$tool=1"; done
+command -v python3 >/dev/null 2>&1 && echo "python=$(python3 -c 'import sys; print(sys.version.split()[0])' 2>/dev/null)"
+command -v getprop >/dev/null 2>&1 && getprop | sed -n 's/^\[\([^]]*\)\]: \[\(.*\)\]$/prop.\1=\2/p'
+true
+"""
+
+ANDROID_PROPERTIES = {
+    "manufacturer": "ro.product.manufacturer",
+    "model": "ro.product.model",
+    "soc": ("ro.soc.model", "ro.board.platform", "ro.hardware"),
+    "abi": "ro.product.cpu.abi",
+    "android": "ro.build.version.release",
+    "sdk": "ro.build.version.sdk",
+}
+
+
+def parse(text: str) -> dict:
+    """The probe's output as a description: cores, per-core max kHz, thermal zones, props."""
+    raw = {}
+    for line in text.splitlines():
+        key, sep, value = line.partition("=")
+        if sep:
+            raw[key.strip()] = value.strip()
+    props = {k[5:]: v for k, v in raw.items() if k.startswith("prop.")}
+    max_khz = {int(k[8:]): int(v) for k, v in raw.items() if k.startswith("max_khz.") and v.isdigit()}
+    thermal = {}
+    for key, value in raw.items():
+        if key.startswith("thermal."):
+            kind, _, temp = value.rpartition(":")
+            if re.fullmatch(r"-?\d+", temp):
+                thermal[f"zone{key[8:]}:{kind}"] = int(temp) / (1000 if abs(int(temp)) > 200 else 1)
+    cores = int(raw["cores"]) if raw.get("cores", "").isdigit() else len(max_khz) or None
+    description = {
+        "os": "android" if props else "linux",
+        "uname": raw.get("uname"),
+        "cores": cores,
+        "max_khz": [max_khz.get(i) for i in range(cores or 0)] if max_khz else None,
+        "hardware": raw.get("cpuinfo.Hardware") or raw.get("cpuinfo.Model") or raw.get("board")
+        or raw.get("cpuinfo.model name"),
+        "thermal_c": thermal,
+        "taskset": raw.get("has.taskset") == "1",
+        "python": raw.get("python"),
+    }
+    for name, keys in ANDROID_PROPERTIES.items():
+        keys = (keys,) if isinstance(keys, str) else keys
+        description[name] = next((props[k] for k in keys if props.get(k)), None)
+    if description["os"] == "linux":
+        description["model"] = raw.get("board") or raw.get("cpuinfo.model name")
+        description["abi"] = (raw.get("uname") or "").split()[-1] or None
+    return description
+
+
+def describe(target: Target) -> dict:
+    result = target.shell(SCRIPT, timeout=60)
+    if result.returncode != 0 and "cores=" not in result.stdout:
+        raise TargetError(f"{target.name}: probing failed: {result.stderr.strip()[-200:]}")
+    return {"name": target.name, "kind": target.kind, **parse(result.stdout)}
+
+
+def big_cores_mask(description: dict) -> str | None:
+    """Hex CPU mask of the fastest cores (the big cluster), or None when all are alike."""
+    khz = description.get("max_khz") or []
+    known = [k for k in khz if k]
+    if not known or len(set(known)) == 1:
+        return None
+    top = max(known)
+    return format(sum(1 << i for i, k in enumerate(khz) if k == top), "x")
+
+
+def temperatures(target: Target) -> dict:
+    """The thermal zones' temperatures now, in degrees Celsius."""
+    result = target.shell(
+        'for z in /sys/class/thermal/thermal_zone[0-9]*; do [ -r "$z/temp" ] && '
+        'echo "thermal.${z##*zone}=$(cat "$z/type" 2>/dev/null):$(cat "$z/temp")"; done; true',
+        timeout=30,
+    )
+    return parse(result.stdout)["thermal_c"]

@@ -1,0 +1,240 @@
+"""The benchmark harness end to end, with real parts.
+
+- `local`: the device runner times models with this machine's LiteRT.
+- an Android phone: the stand-in adbd (tests/standins/adbd.py) reached by Debian's real `adb`
+  client; TFLite's benchmark_model is replaced by tests/standins/benchmark_model, which runs
+  the real LiteRT interpreter and prints the real tool's log.
+- a Linux board: a real `sshd` on loopback (tests/standins/sshd.py).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import pathlib
+import subprocess
+import sys
+import time
+
+import pytest
+
+from standins import sshd
+from standins.adbd import AdbDaemon
+
+pytest_plugins = ["standins.adb_fixtures"]
+
+ROOT = pathlib.Path(__file__).resolve().parents[1]
+STANDIN_BENCHMARK_MODEL = ROOT / "tests" / "standins" / "benchmark_model"
+QUICK = ["--num_runs", "5", "--warmup_runs", "1", "--cooldown_s", "0"]
+
+
+def bench(*args, env=None, timeout=600, cwd=None):
+    return subprocess.run([sys.executable, "-m", "android_bench", *args], capture_output=True,
+                          text=True, env={**os.environ, **(env or {})}, timeout=timeout, cwd=cwd)
+
+
+def records(path: pathlib.Path) -> list[dict]:
+    return [json.loads(line) for line in path.read_text().splitlines()]
+
+
+@pytest.fixture(scope="module")
+def local_run(tmp_path_factory):
+    """Zoo models converted by the harness (float32 and int8) and benchmarked on `local`."""
+    out = tmp_path_factory.mktemp("local")
+    result = bench("run", "--models", "mobilenet_v2:alpha=0.35:input_size=64",
+                   "--modes", "float32,int8", "--targets", "local", *QUICK,
+                   "--results", str(out / "results.jsonl"), "--artifacts_dir", str(out / "artifacts"))
+    return out, result
+
+
+@pytest.fixture(scope="module")
+def tflite_files(local_run):
+    out, _ = local_run
+    return sorted(str(p) for p in (out / "artifacts").glob("*.tflite"))
+
+
+def test_local_run_converts_benchmarks_and_compares(local_run):
+    out, result = local_run
+    assert result.returncode == 0, result.stderr
+    assert "2 cells on 1 target(s): 2 ok, 0 failed" in result.stdout
+    found = records(out / "results.jsonl")
+    assert {r["model"]["mode"] for r in found} == {"float32", "int8"}
+    for record in found:
+        assert record["status"] == "ok"
+        assert record["metrics"]["latency_ms"]["median"] > 0
+        assert record["metrics"]["runs"] == 5
+        assert record["model"]["macs"] > 0 and len(record["model"]["sha256"]) == 64
+        assert record["target"]["name"] == "local" and record["target"]["cores"] >= 1
+        assert (out / record["raw_output"]).read_text().startswith("$ ")
+    table = (out / "compare" / "local_xnnpack_1_thread.md").read_text()
+    int8_row = next(line for line in table.splitlines() if "_int8 |" in line)
+    assert int8_row.rstrip(" |").endswith("x")  # its speed-up against the float twin
+    assert (out / "compare" / "local_xnnpack_1_thread.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert (out / "compare" / "local_xnnpack_1_thread.csv").read_text().startswith("model,mode")
+
+
+def test_resume_skips_the_cells_already_done(local_run, tflite_files):
+    out, _ = local_run
+    before = len(records(out / "results.jsonl"))
+    result = bench("run", "--models", ",".join(tflite_files), "--targets", "local", *QUICK,
+                   "--results", str(out / "results.jsonl"), "--resume", "--nocompare")
+    assert result.returncode == 0, result.stderr
+    assert "2 already done" in result.stdout
+    assert len(records(out / "results.jsonl")) == before
+
+
+def test_devices_describes_the_phone_and_this_machine(adb_device):
+    result = bench("devices", "--json", env=adb_device.env)
+    assert result.returncode == 0, result.stderr
+    described = {d["name"]: d for d in json.loads(result.stdout)}
+    phone = described[f"adb:{adb_device.serial}"]
+    assert phone["os"] == "android" and phone["model"] == "StandIn"
+    assert phone["abi"] == "arm64-v8a" and phone["cores"] == 8
+    assert phone["max_khz"] == [1_800_000] * 4 + [2_800_000] * 4
+    assert "local" in described
+
+
+def test_phone_runs_benchmark_model_pinned_to_its_big_cores(adb_device, tflite_files, tmp_path):
+    result = bench("run", "--models", ",".join(tflite_files), "--targets", "adb", *QUICK,
+                   "--benchmark_binary", str(STANDIN_BENCHMARK_MODEL),
+                   "--results", str(tmp_path / "results.jsonl"), env=adb_device.env)
+    assert result.returncode == 0, result.stderr + result.stdout
+    found = records(tmp_path / "results.jsonl")
+    assert [r["status"] for r in found] == ["ok", "ok"]
+    for record in found:
+        assert record["runner"] == "benchmark_model"
+        assert record["metrics"]["latency_ms"]["mean"] > 0
+        assert record["metrics"]["runs"] == 5
+        assert record["pinning"]["cpu_mask"] == "f0"  # cores 4-7 are the 2.8 GHz ones
+        assert record["target"]["model"] == "StandIn"
+    assert {p.mask for p in adb_device.daemon.sandbox.pinnings()} == {0xF0}
+    # Everything pushed is removed again.
+    assert not pathlib.Path(adb_device.daemon.sandbox.host_path("/data/local/tmp/tfmobile")).exists()
+
+
+def test_phone_runs_the_python_device_runner(adb_device, tflite_files, tmp_path):
+    result = bench("run", "--models", tflite_files[0], "--targets", f"adb:{adb_device.serial}",
+                   "--runner", "device_runner", "--delegates", "cpu,xnnpack", *QUICK,
+                   "--results", str(tmp_path / "results.jsonl"), env=adb_device.env)
+    assert result.returncode == 0, result.stderr + result.stdout
+    by_delegate = {r["config"]["delegate"]: r for r in records(tmp_path / "results.jsonl")}
+    assert by_delegate["xnnpack"]["metrics"]["partitions"] == 1
+    assert by_delegate["cpu"]["metrics"]["partitions"] == 0
+
+
+def test_a_phone_that_disappears_fails_its_cells_and_the_rest_go_on(
+        adb_server, tflite_files, tmp_path):
+    daemon = AdbDaemon(tmp_path / "phone")
+    daemon.start()
+    device = adb_server.connect(daemon)
+    results = tmp_path / "results.jsonl"
+    run = subprocess.Popen(
+        [sys.executable, "-m", "android_bench", "run", "--models", ",".join(tflite_files),
+         "--targets", f"local,adb:{daemon.serial}", "--threads", "1,2",
+         "--num_runs", "20", "--warmup_runs", "1", "--cooldown_s", "1",
+         "--benchmark_binary", str(STANDIN_BENCHMARK_MODEL), "--results", str(results)],
+        env={**os.environ, **device.env}, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 300
+    while time.monotonic() < deadline:  # unplug the phone once its first cell is recorded
+        if results.exists() and any(f"adb:{daemon.serial}" in line for line in results.read_text().splitlines()):
+            break
+        time.sleep(0.2)
+    daemon.kill()
+    stdout, stderr = run.communicate(timeout=600)
+    assert run.returncode == 1, stderr
+    found = records(results)
+    phone = [r for r in found if r["target"]["name"] == f"adb:{daemon.serial}"]
+    local = [r for r in found if r["target"]["name"] == "local"]
+    assert len(phone) == 4 and len(local) == 4  # every cell has a record
+    assert phone[0]["status"] == "ok"  # measured before the unplug, and kept
+    assert all(r["status"] == "ok" for r in local)
+    failed = [r for r in phone if r["status"] == "failed"]
+    assert failed and all("not available" in r["reason"] or "offline" in r["reason"] for r in failed)
+    assert "Traceback" not in stderr
+
+
+def test_linux_board_over_ssh(tmp_path, tflite_files):
+    try:
+        board = sshd.start(tmp_path / "sshd")
+    except RuntimeError as err:
+        pytest.fail(f"the loopback sshd is part of the test environment (.ci/run installs it): {err}")
+    try:
+        ssh_flags = ["--ssh_identity", str(board.identity), "--ssh_option", ",".join(board.options)]
+        devices = bench("devices", "--json", "--ssh", board.spec, *ssh_flags)
+        assert devices.returncode == 0, devices.stderr
+        described = {d["name"]: d for d in json.loads(devices.stdout)}
+        assert described[f"ssh:{board.spec}"]["os"] == "linux"
+        assert described[f"ssh:{board.spec}"]["python"]
+
+        result = bench("run", "--models", ",".join(tflite_files), "--targets", f"ssh:{board.spec}",
+                       *ssh_flags, *QUICK, "--results", str(tmp_path / "results.jsonl"))
+        assert result.returncode == 0, result.stderr + result.stdout
+        found = records(tmp_path / "results.jsonl")
+        assert [r["status"] for r in found] == ["ok", "ok"]
+        assert all(r["runner"] == "device_runner" and r["metrics"]["latency_ms"]["p90"] > 0
+                   for r in found)
+    finally:
+        board.stop()
+    # With the board gone: failed cells with the reason, no traceback.
+    result = bench("run", "--models", tflite_files[0], "--targets", f"ssh:{board.spec}",
+                   *ssh_flags, *QUICK, "--results", str(tmp_path / "results.jsonl"))
+    assert result.returncode == 1
+    last = records(tmp_path / "results.jsonl")[-1]
+    assert last["status"] == "failed" and "Connection refused" in last["reason"]
+    assert "Traceback" not in result.stderr
+
+
+def test_a_model_that_will_not_load_is_a_failed_cell(tmp_path):
+    broken = tmp_path / "broken.tflite"
+    broken.write_bytes(b"\x1c\x00\x00\x00TFL3" + b"\x00" * 64)
+    result = bench("run", "--models", str(broken), "--targets", "local", *QUICK,
+                   "--results", str(tmp_path / "results.jsonl"))
+    assert result.returncode == 1
+    (record,) = records(tmp_path / "results.jsonl")
+    assert record["status"] == "failed" and record["reason"]
+    assert "Traceback" not in result.stderr
+
+
+@pytest.mark.parametrize("args,message", [
+    (["run", "--targets", "phone"], "unknown target 'phone'"),
+    (["run", "--delegates", "tpu"], "unknown delegate 'tpu'"),
+    (["run", "--models", "nonet"], "neither a .tflite file nor a zoo network"),
+    (["run", "--models", "missing.tflite"], "does not exist"),
+    (["compare", "--results", "nothing.jsonl"], "no results at nothing.jsonl"),
+    (["frobnicate"], "unknown command 'frobnicate'"),
+])
+def test_usage_errors_are_one_line_and_exit_2(tmp_path, args, message):
+    result = bench(*args, "--results", str(tmp_path / "r.jsonl"), cwd=tmp_path) \
+        if args[0] == "run" else bench(*args, cwd=tmp_path)
+    assert result.returncode == 2, result.stderr
+    assert message in result.stderr and len(result.stderr.strip().splitlines()) == 1
+
+
+def test_missing_adb_or_benchmark_binary_is_one_clear_line(adb_device, tmp_path):
+    result = bench("devices", "--adb", "/nonexistent/adb")
+    assert result.returncode == 0  # devices still lists what it can reach
+    assert "adb not found" in result.stdout
+
+    result = bench("run", "--targets", "adb", "--adb", "/nonexistent/adb",
+                   "--results", str(tmp_path / "r.jsonl"))
+    assert result.returncode == 1
+    assert "adb not found" in result.stderr and len(result.stderr.strip().splitlines()) == 1
+
+    result = bench("run", "--targets", "adb", "--results", str(tmp_path / "r.jsonl"),
+                   env={**adb_device.env, "HOME": str(tmp_path)})
+    assert result.returncode == 2
+    assert "android_aarch64_benchmark_model" in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1
+
+
+def test_compare_writes_tables_with_a_baseline(local_run, tmp_path):
+    out, _ = local_run
+    float_name = next(r["model"]["name"] for r in records(out / "results.jsonl")
+                      if r["model"]["mode"] == "float32")
+    accuracy = tmp_path / "top1.json"
+    accuracy.write_text(json.dumps({float_name: 0.61}))
+    result = bench("compare", "--results", str(out / "results.jsonl"), "--output_dir",
+                   str(tmp_path / "cmp"), "--baseline", float_name, "--accuracy", str(accuracy))
+    assert result.returncode == 0, result.stderr
+    assert "1.00x" in result.stdout  # the baseline against itself
+    assert "61.0%" in (tmp_path / "cmp" / "local_xnnpack_1_thread.md").read_text()
