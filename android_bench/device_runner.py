@@ -78,16 +78,36 @@ def make_interpreter(module, path, threads, delegate, edgetpu_library):
 
 
 def execution(interpreter):
-    """Delegate partitions and the ops left to the plain kernels, from the execution plan."""
+    """Delegate partitions and the ops left to the plain kernels.
+
+    The interpreter lists every original op and, after them, one DELEGATE node per partition
+    (with the partition's boundary tensors as its inputs and outputs). An op belongs to a
+    partition when it lies on a path from the partition's inputs to its outputs; walking back
+    from the outputs to the inputs finds them.
+    """
     try:
         ops = interpreter._get_ops_details()  # noqa: SLF001 - the only view of the plan
     except AttributeError:
         return {}
-    outside = collections.Counter(op["op_name"] for op in ops
-                                  if op["op_name"] not in ("DELEGATE", "edgetpu-custom-op"))
-    return {"partitions": sum(op["op_name"] == "DELEGATE" for op in ops),
-            "ops_outside_delegate": dict(outside),
-            "edgetpu_ops": sum(op["op_name"] == "edgetpu-custom-op" for op in ops)}
+    partitions = [op for op in ops if op["op_name"] == "DELEGATE"]
+    originals = [op for op in ops if op["op_name"] != "DELEGATE"]
+    producer = {int(t): op["index"] for op in originals for t in op["outputs"]}
+    inputs_of = {op["index"]: [int(t) for t in op["inputs"] if t >= 0] for op in originals}
+    delegated = set()
+    for partition in partitions:
+        boundary = set(int(t) for t in partition["inputs"])
+        stack = [int(t) for t in partition["outputs"]]
+        while stack:
+            tensor = stack.pop()
+            op = producer.get(tensor)
+            if tensor in boundary or op is None or op in delegated:
+                continue
+            delegated.add(op)
+            stack.extend(inputs_of[op])
+    outside = collections.Counter(op["op_name"] for op in originals
+                                  if op["index"] not in delegated)
+    return {"partitions": len(partitions), "ops_outside_delegate": dict(outside),
+            "edgetpu_ops": outside.pop("edgetpu-custom-op", 0)}
 
 
 def random_inputs(details, seed):
