@@ -113,11 +113,12 @@ class BenchmarkModelRunner:
         run = parsed.get("run_stats") or {}
         ms = lambda us: None if us is None else us / 1000  # noqa: E731
         return {
-            # benchmark_model prints mean and std of the runs, not their median.
+            # Older tools print the runs' mean and std only; newer ones add p5/median/p95.
             "latency_ms": {"mean": ms(parsed["avg_us"]), "std": ms(parsed.get("std_us")),
                            "min": ms(run.get("min")), "max": ms(run.get("max")),
-                           "median": None, "p90": None},
-            "latency_statistic": "mean",
+                           "median": ms(parsed.get("median_us")), "p90": None,
+                           "p5": ms(run.get("p5")), "p95": ms(run.get("p95"))},
+            "latency_statistic": "median" if parsed.get("median_us") is not None else "mean",
             "init_ms": ms(parsed.get("init_us")),
             "first_ms": ms(parsed.get("first_us")),
             "warmup_avg_ms": ms(parsed.get("warmup_avg_us")),

@@ -4,7 +4,9 @@ The tool's log has changed over the years; `parse_output` reads every form it ha
 
     INFO: Inference timings in us: Init: 3530, First inference: 15466, Warmup (avg): 1.32715e+04, Inference (avg): 12866.1
     Average inference timings in us: Warmup: 83235, Init: 4578, Inference: 81632     (before TF 2.3)
+    Average inference timings in us: Warmup: 146161, Init: 4452, no stats: 137722   (TF 1.x)
     count=50 first=13002 curr=12771 min=12587 max=13412 avg=12866.1 std=195          (per-run stats)
+    count=50 ... avg=1.24027e+06 std=2565 p5=1238753 median=1239807 p95=1247415     (newer: percentiles)
     Memory footprint delta from the start of the tool (MB): init=3.42578 overall=9.44531
     Peak memory footprint (MB): init=2.88281 overall=9.51172                         (older)
     Overall peak memory footprint (MB) via periodic monitoring: 13.4375
@@ -23,9 +25,9 @@ _TIMINGS = re.compile(
     rf"First inference:\s*(?P<first>{_NUMBER}),\s*"
     rf"Warmup \(avg\):\s*(?P<warmup>{_NUMBER}),\s*"
     rf"Inference \(avg\):\s*(?P<avg>{_NUMBER})")
-_OLD_TIMINGS = re.compile(  # no first-inference figure in this form
+_OLD_TIMINGS = re.compile(  # no first-inference figure in this form; TF 1.x said "no stats"
     rf"Average inference timings in us:\s*Warmup:\s*(?P<warmup>{_NUMBER}),\s*"
-    rf"Init:\s*(?P<init>{_NUMBER}),\s*Inference:\s*(?P<avg>{_NUMBER})")
+    rf"Init:\s*(?P<init>{_NUMBER}),\s*(?:Inference|no stats):\s*(?P<avg>{_NUMBER})")
 _STATS = re.compile(rf"\bcount=(?P<count>\d+)(?P<rest>(?:\s+\w+={_NUMBER})+)")
 _FOOTPRINT = re.compile(
     rf"(?P<kind>Memory footprint delta from the start of the tool|Peak memory footprint) "
@@ -56,8 +58,9 @@ def _stats(match) -> dict:
 def parse_output(text: str) -> dict:
     """Timings (µs) and memory (MB) from a benchmark_model log; see the module docstring.
 
-    Keys: init_us, first_us (None in the old form), warmup_avg_us, avg_us, std_us, and where
-    printed warmup_stats / run_stats (count, first, curr, min, max, avg, std), init_mb /
+    Keys: init_us, first_us (None in the old form), warmup_avg_us, avg_us, std_us, median_us
+    (newer tools), and where printed warmup_stats / run_stats (count, first, curr, min, max,
+    avg, std, and p5 / median / p95 in newer tools), init_mb /
     overall_mb (footprint delta), peak_init_mb / peak_overall_mb (older peak form), peak_mb.
     """
     result: dict = {}
@@ -83,6 +86,7 @@ def parse_output(text: str) -> dict:
             result["warmup_stats"] = stats[-2]
         result.setdefault("avg_us", stats[-1].get("avg"))
         result["std_us"] = stats[-1].get("std")
+        result["median_us"] = stats[-1].get("median")
     if result.get("avg_us") is None:
         tail = " | ".join(line.strip() for line in text.strip().splitlines()[-5:] if line.strip())
         raise BenchmarkOutputError(f"benchmark_model printed no timings; its output ended: "

@@ -95,8 +95,11 @@ def csv_text(rows: list[dict]) -> str:
 
 def plot(records: list[dict], title: str, path: pathlib.Path, accuracy: dict | None = None) -> None:
     """Latency against MACs (and against top-1 where known), one marker per mode."""
+    import logging
+
     import matplotlib
 
+    logging.getLogger("matplotlib").setLevel(logging.WARNING)  # its font-cache notice
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
