@@ -255,6 +255,8 @@ class TargetWorker:
             self._prepare()
         except TargetError as err:
             reason = str(err)
+        except Exception as err:  # noqa: BLE001 - every cell still gets its record
+            reason = f"harness error while preparing {self.target.name}: {type(err).__name__}: {err}"
         for index, (key, model, config) in enumerate(cells):
             started = datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")
             if reason:
@@ -268,6 +270,9 @@ class TargetWorker:
                 gone = self.target.unreachable()
                 reason = gone
                 self._record(key, model, config, started, "failed", reason=gone or str(err))
+            except Exception as err:  # noqa: BLE001 - a harness bug must not lose the cell
+                self._record(key, model, config, started, "failed",
+                             reason=f"harness error: {type(err).__name__}: {err}")
         if reason is None:
             self._cleanup()
 

@@ -26,13 +26,15 @@ flags.DEFINE_boolean("json", False, "Print the descriptions as JSON.")
 def _line(d: dict) -> str:
     if d.get("error"):
         return f"{d['name']:28s} unreachable: {d['error']}"
-    khz = d.get("max_khz") or []
-    freqs = "/".join(sorted({f"{k / 1e6:.2f}" for k in khz if k}, key=float)) + " GHz" if any(khz) else "freq unknown"
+    khz = [k for k in d.get("max_khz") or [] if k]
+    freqs = "/".join(f"{k / 1e6:.2f}" for k in sorted(set(khz))) + " GHz" if khz else "max freq unknown"
     big = probe.big_cores_mask(d)
-    what = " ".join(filter(None, [d.get("manufacturer"), d.get("model")])) or d.get("hardware") or "?"
-    os_text = f"Android {d['android']}" if d.get("android") else (d.get("uname") or "")
-    return (f"{d['name']:28s} {what}; {d.get('soc') or d.get('hardware') or '?'}; {d.get('abi')}; "
-            f"{os_text}; {d.get('cores')} cores ({freqs}{', big cores ' + big if big else ''})")
+    what = " ".join(filter(None, [d.get("manufacturer"), d.get("model")])) or "?"
+    soc = d.get("soc") or d.get("hardware")
+    os_text = f"Android {d['android']} (SDK {d.get('sdk')})" if d.get("android") else d.get("uname")
+    parts = [what, soc if soc and soc != what else None, d.get("abi"), os_text,
+             f"{d.get('cores')} cores, {freqs}" + (f", big cores mask {big}" if big else "")]
+    return f"{d['name']:28s} " + "; ".join(p for p in parts if p)
 
 
 def main(argv):

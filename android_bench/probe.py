@@ -70,7 +70,7 @@ def parse(text: str) -> dict:
         description[name] = next((props[k] for k in keys if props.get(k)), None)
     if description["os"] == "linux":
         description["model"] = raw.get("board") or raw.get("cpuinfo.model name")
-        description["abi"] = (raw.get("uname") or "").split()[-1] or None
+        description["abi"] = ((raw.get("uname") or "").split() or [None])[-1]
     return description
 
 

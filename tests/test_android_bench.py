@@ -238,3 +238,26 @@ def test_compare_writes_tables_with_a_baseline(local_run, tmp_path):
     assert result.returncode == 0, result.stderr
     assert "1.00x" in result.stdout  # the baseline against itself
     assert "61.0%" in (tmp_path / "cmp" / "local_xnnpack_1_thread.md").read_text()
+
+
+def test_cells_wait_until_the_phone_has_cooled_down(adb_device, tflite_files, tmp_path):
+    sandbox = adb_device.daemon.sandbox
+    sandbox.set_temperature("cpu-thermal", 52_000)  # hot: the second cell must wait
+    run = subprocess.Popen(
+        [sys.executable, "-m", "android_bench", "run", "--models", ",".join(tflite_files),
+         "--targets", "adb", *QUICK, "--cooldown_below_c", "40", "--cooldown_max_s", "120",
+         "--benchmark_binary", str(STANDIN_BENCHMARK_MODEL), "--results", str(tmp_path / "r.jsonl")],
+        env={**os.environ, **adb_device.env}, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline and not (tmp_path / "r.jsonl").exists():
+        time.sleep(0.2)
+    time.sleep(3)  # the second cell is now waiting for the zone to cool
+    sandbox.set_temperature("cpu-thermal", 35_000)
+    stdout, stderr = run.communicate(timeout=300)
+    assert run.returncode == 0, stderr
+    found = records(tmp_path / "r.jsonl")
+    assert len(found) == 2, stdout + stderr
+    first, second = found
+    assert first["cooldown"] is None
+    assert second["cooldown"]["reached"] and second["cooldown"]["waited_s"] >= 2.5
+    assert second["cooldown"]["hottest_c"] < 40 and second["cooldown"]["limit_c"] == 40
