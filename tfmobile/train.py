@@ -86,6 +86,7 @@ def train(model, train_set, val_set=None, *, epochs=10, batch_size=32, learning_
                         self.model.save_weights(tmp)
 
     history = model.fit(dataset, epochs=epochs, validation_data=val, verbose=verbose,
+                        shuffle=False,  # the dataset shuffles itself each epoch
                         callbacks=[KeepBest()])
     model.set_weights(best["weights"])
     return TrainResult(
