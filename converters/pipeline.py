@@ -17,7 +17,7 @@ import numpy as np
 
 from calibration import sources
 from calibration.preprocess import Preprocessing
-from converters import fidelity, litert, quantize, report, tflite
+from converters import fidelity, litert, quantize, report, rewrite, tflite
 
 MODES = ("float32", "float16", "dynamic", "int8")
 
@@ -33,6 +33,7 @@ class Request:
     denylisted_nodes: list[str] = dataclasses.field(default_factory=list)
     debug_quantization: bool = False
     debug_samples: int = 32
+    expand_hard_swish: bool = True  # int8: HARD_SWISH as ADD/MUL, inside XNNPACK (rewrite.py)
 
 
 @dataclasses.dataclass
@@ -90,6 +91,9 @@ def convert(
                 calibrated, io_type=io_type, per_tensor=request.per_tensor,
                 denylisted_ops=request.denylisted_ops, denylisted_nodes=request.denylisted_nodes,
             )
+            hard_swish_expanded = 0
+            if request.expand_hard_swish:
+                content, hard_swish_expanded = rewrite.expand_hard_swish(content)
             if request.debug_quantization:
                 layer_errors = quantize.layer_errors(
                     calibrated, lambda: iter(cal_batch[: request.debug_samples]),
@@ -113,6 +117,7 @@ def convert(
             "ops_set": "TFLITE_BUILTINS_INT8",
             "ranges": "min/max over the calibration samples",
             "ranges_tightened_to_reader_domain": ranges_tightened,
+            "hard_swish_expanded_to_add_mul": hard_swish_expanded,
             "denylisted_ops": request.denylisted_ops,
             "denylisted_nodes": request.denylisted_nodes,
             "kept_in_float": facts["float_ops"] if (request.denylisted_ops or request.denylisted_nodes) else [],

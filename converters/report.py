@@ -62,7 +62,22 @@ def graph_facts(content: bytes) -> dict:
         "fully_integer": set(tensor_types) <= INTEGER_TYPES,
         "float_ops": float_ops(content),
         "io": io,
+        "execution": execution(content),
     }
+
+
+def execution(content: bytes) -> dict:
+    """How LiteRT runs the model on this CPU: XNNPACK partitions and the ops left outside.
+
+    One partition and nothing outside means the whole graph runs in the delegate; every op
+    outside splits it and runs on the slower reference kernels.
+    """
+    # The device runner's analysis (it is a single file boards run without this package).
+    from android_bench.device_runner import execution as analyse
+
+    facts = analyse(litert.load(content))
+    return {"delegate": "XNNPACK", "partitions": facts["partitions"],
+            "ops_outside_delegate": facts["ops_outside_delegate"]}
 
 
 def versions() -> dict:

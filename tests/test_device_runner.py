@@ -24,19 +24,22 @@ def run(*args, cwd, env=None):
 
 @pytest.fixture(scope="module")
 def models(tmp_path_factory):
-    """A float and a full-int8 MobileNet V3 Small (hard-swish) at 64 px, via the converter."""
+    """MobileNet V3 Small (hard-swish) at 64 px, via the converter: float, int8, and int8 with
+    its HARD_SWISH ops kept."""
     from calibration import sources
     from converters import pipeline
     from tfmobile import models as zoo
 
     out = tmp_path_factory.mktemp("models")
     model = zoo.build("mobilenet_v3_small", input_size=64, num_classes=10, classifier_activation=None)
+    requests = {"float32": pipeline.Request(mode="float32", eval_samples=4),
+                "int8": pipeline.Request(mode="int8", calibration_samples=16, eval_samples=4),
+                "int8_hard_swish": pipeline.Request(mode="int8", calibration_samples=16,
+                                                    eval_samples=4, expand_hard_swish=False)}
     paths = {}
-    for mode in ("float32", "int8"):
-        result = pipeline.convert(model, sources.load(None),
-                                  pipeline.Request(mode=mode, calibration_samples=16, eval_samples=4))
-        paths[mode] = out / f"v3s_{mode}.tflite"
-        paths[mode].write_bytes(result.content)
+    for name, request in requests.items():
+        paths[name] = out / f"v3s_{name}.tflite"
+        paths[name].write_bytes(pipeline.convert(model, sources.load(None), request).content)
     return paths
 
 
@@ -60,11 +63,13 @@ def test_cpu_delegate_runs_every_op_on_the_plain_kernels(models, tmp_path):
     assert result["ops_outside_delegate"]["CONV_2D"] > 10
 
 
-def test_int8_hard_swish_is_left_outside_xnnpack(models, tmp_path):
-    proc, result, _ = run(models["int8"], "--runs", 2, cwd=tmp_path)
+def test_int8_hard_swish_is_left_outside_xnnpack_unless_expanded(models, tmp_path):
+    proc, result, _ = run(models["int8_hard_swish"], "--runs", 2, cwd=tmp_path)
     assert proc.returncode == 0, proc.stderr
     outside = result["ops_outside_delegate"]
     assert set(outside) == {"HARD_SWISH"} and result["partitions"] == outside["HARD_SWISH"] + 1
+    proc, result, _ = run(models["int8"], "--runs", 2, cwd=tmp_path)
+    assert result["partitions"] == 1 and result["ops_outside_delegate"] == {}
 
 
 def test_checks_outputs_against_host_references(models, tmp_path):

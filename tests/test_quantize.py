@@ -54,3 +54,29 @@ def test_calibration_samples_are_spread_over_the_whole_source():
     chosen, expanded = draw(images, 6, seed=0)
     assert not expanded and len(chosen) == 6
     assert sorted({int(image[0, 0, 0]) for image in chosen}) == [0, 1, 2]
+
+
+def test_int8_hard_swish_is_rewritten_into_ops_xnnpack_runs():
+    from android_bench.device_runner import execution
+    from converters import rewrite
+
+    keras.utils.set_random_seed(0)
+    model = _conv_then_hard_swish()
+    samples = np.random.default_rng(0).uniform(-1, 1, (40, 8, 8, 3)).astype(np.float32)
+    with tempfile.TemporaryDirectory() as saved_model:
+        tflite.export_saved_model(model, saved_model)
+        calibrated = quantize.calibrate(saved_model, lambda: iter(samples))
+    original = quantize.quantize(quantize.tighten_ranges(calibrated)[0])
+    expanded, count = rewrite.expand_hard_swish(original)
+    assert count == 1
+    assert "HARD_SWISH" not in litert.op_counts(expanded)
+    assert litert.op_counts(expanded)["MUL"] == 2 and litert.op_counts(expanded)["ADD"] == 1
+    assert execution(litert.load(original))["partitions"] == 2  # HARD_SWISH splits the graph
+    assert execution(litert.load(expanded)) == {
+        "partitions": 1, "ops_outside_delegate": {}, "edgetpu_ops": 0}
+
+    reference = model.predict(samples, verbose=0)
+    before = fidelity.compare(reference, litert.run(litert.load(original), samples))
+    after = fidelity.compare(reference, litert.run(litert.load(expanded), samples))
+    assert abs(after["sqnr_db"] - before["sqnr_db"]) < 0.5, (before, after)
+    assert rewrite.expand_hard_swish(expanded) == (expanded, 0)  # nothing left to rewrite

@@ -42,6 +42,9 @@ flags.DEFINE_integer("calibration_samples", 300, "--int8: how many calibration s
 flags.DEFINE_integer("eval_samples", 64, "Held-out samples fidelity is measured on.",
                      lower_bound=1)
 flags.DEFINE_string("output_dir", "artifacts", "Where the .tflite and its report go.")
+flags.DEFINE_boolean("expand_hard_swish", True, "--int8: write each HARD_SWISH as ADD/MUL ops "
+                     "XNNPACK runs (int8 HARD_SWISH splits the graph and runs 3x slower); "
+                     "--noexpand_hard_swish keeps the op, e.g. for an NPU that has it.")
 flags.DEFINE_boolean("debug_quantization", False, "--int8: add the QuantizationDebugger's "
                      "per-layer error table to the report and print its worst layers.")
 flags.DEFINE_list("denylist", [], "--int8: what to keep in float, comma-separated: op types "
@@ -57,7 +60,7 @@ def mode_from_flags() -> str:
         raise cli.UsageError(f"choose one mode, not {' and '.join('--' + m for m in chosen)}")
     mode = chosen[0] if chosen else "float32"
     if mode != "int8":
-        for name in ("io_type", "per_tensor", "debug_quantization", "denylist"):
+        for name in ("io_type", "per_tensor", "debug_quantization", "denylist", "expand_hard_swish"):
             if FLAGS[name].present:
                 raise cli.UsageError(f"--{name} applies to --int8 models only")
     return mode
@@ -82,6 +85,10 @@ def print_summary(stem, report, tflite_path, report_path) -> None:
     top5 = next(v for k, v in fid.items() if k.startswith("top") and k.endswith("_overlap"))
     print(f"{stem}: {tflite_path} ({art['file_bytes'] / 1e6:.2f} MB, {conv['seconds']:.1f} s)")
     print(f"  fully integer: {'yes' if art['fully_integer'] else 'no'}; input {io_text}")
+    run = art["execution"]
+    outside = ", ".join(f"{n} {op}" for op, n in run["ops_outside_delegate"].items())
+    print(f"  LiteRT CPU: {run['partitions']} XNNPACK partition{'s' if run['partitions'] != 1 else ''}"
+          + (f"; outside it: {outside}" if outside else ", nothing outside"))
     print(f"  vs float on {fid['samples']} held-out samples: top-1 agreement "
           f"{fid['top1_agreement']:.1%}, top-5 overlap {top5:.1%}, SQNR {fid['sqnr_db']:.1f} dB, "
           f"cosine {fid['cosine']:.4f}")
@@ -114,6 +121,7 @@ def main(argv):
         denylisted_ops=[d for d in FLAGS.denylist if d.isupper()],
         denylisted_nodes=[d for d in FLAGS.denylist if not d.isupper()],
         debug_quantization=FLAGS.debug_quantization,
+        expand_hard_swish=FLAGS.expand_hard_swish,
     )
     try:
         tflite_path, report_path, report = convert_zoo_model(
