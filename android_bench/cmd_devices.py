@@ -16,7 +16,6 @@ from absl import flags
 
 from android_bench import cli as bench_cli
 from android_bench import probe, targets as targets_lib
-from tfmobile import cli
 
 FLAGS = flags.FLAGS
 bench_cli.define_target_flags()

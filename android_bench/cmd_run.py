@@ -42,6 +42,8 @@ flags.DEFINE_list("models", ["fd_mobilenet", "mobilenet_v2"], ".tflite files and
 flags.DEFINE_list("modes", ["float32", "int8"], "Zoo models: the converter modes to build "
                   "(float32, float16, dynamic, int8).")
 flags.DEFINE_integer("input_size", 224, "Zoo models: input size unless the entry gives one.")
+flags.DEFINE_boolean("rebuild", False, "Zoo models: convert again even when --artifacts_dir "
+                     "has them (after a converter upgrade).")
 flags.DEFINE_string("artifacts_dir", "artifacts", "Where zoo models are converted to (reused "
                     "when already there).")
 flags.DEFINE_list("targets", ["local"], "local, adb (every adb device), adb:SERIAL, "
@@ -172,7 +174,7 @@ def main(argv):
         cli.quiet_tensorflow(FLAGS.verbose)
     try:
         models = models_lib.resolve(FLAGS.models, FLAGS.modes, pathlib.Path(FLAGS.artifacts_dir),
-                                    input_size=FLAGS.input_size,
+                                    input_size=FLAGS.input_size, rebuild=FLAGS.rebuild,
                                     log=lambda m: print(m, file=sys.stderr))
     except ValueError as err:
         raise cli.UsageError(str(err).splitlines()[0]) from None

@@ -56,6 +56,15 @@ def read_model(content: bytes):
     return schema.ModelT.InitFromObj(schema.Model.GetRootAs(content, 0))
 
 
+def write_model(model) -> bytes:
+    """A ModelT (from read_model, edited) as .tflite bytes."""
+    import flatbuffers
+
+    builder = flatbuffers.Builder(1 << 20)
+    builder.Finish(model.Pack(builder), file_identifier=b"TFL3")
+    return bytes(builder.Output())
+
+
 def op_name(code) -> str:
     from ai_edge_litert import schema_py_generated as schema
 

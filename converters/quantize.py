@@ -55,12 +55,9 @@ def tighten_ranges(calibrated: bytes) -> tuple[bytes, int]:
 
     Returns the model and how many ranges changed.
     """
-    import flatbuffers
-    from ai_edge_litert import schema_py_generated as schema
-
     from converters import litert
 
-    model = schema.ModelT.InitFromObj(schema.Model.GetRootAs(calibrated, 0))
+    model = litert.read_model(calibrated)
     graph = model.subgraphs[0]
     op_names = [litert.op_name(code) for code in model.operatorCodes]
     readers: dict[int, set[str]] = {}
@@ -81,9 +78,7 @@ def tighten_ranges(calibrated: bytes) -> tuple[bytes, int]:
         if (new_lo, new_hi) != (lo, hi) and new_hi > new_lo:
             quant.min, quant.max = np.array([new_lo], np.float32), np.array([new_hi], np.float32)
             changed += 1
-    builder = flatbuffers.Builder(len(calibrated))
-    builder.Finish(model.Pack(builder), file_identifier=b"TFL3")
-    return bytes(builder.Output()), changed
+    return litert.write_model(model), changed
 
 
 def quantize(

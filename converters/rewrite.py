@@ -16,7 +16,6 @@ rounding is the gate's 1/255 step; all three are int8 ops XNNPACK (ARM and x86) 
 
 from __future__ import annotations
 
-import flatbuffers
 import numpy as np
 
 from converters import litert
@@ -114,6 +113,4 @@ def expand_hard_swish(content: bytes) -> tuple[bytes, int]:
             _op(mul, [x, gate], [y], schema.BuiltinOptions.MulOptions, mul_options),
         ]
     graph.operators = operators
-    builder = flatbuffers.Builder(len(content) + 4096)
-    builder.Finish(model.Pack(builder), file_identifier=b"TFL3")
-    return bytes(builder.Output()), len(targets)
+    return litert.write_model(model), len(targets)

@@ -17,6 +17,17 @@ def _conv_then_hard_swish():
     return keras.Model(inputs, keras.layers.Flatten()(x))  # fidelity compares rows of logits
 
 
+def _calibrated_conv_then_hard_swish():
+    """The model, its calibration samples and the calibrated (not yet quantized) .tflite."""
+    keras.utils.set_random_seed(0)
+    model = _conv_then_hard_swish()
+    samples = np.random.default_rng(0).uniform(-1, 1, (40, 8, 8, 3)).astype(np.float32)
+    with tempfile.TemporaryDirectory() as saved_model:
+        tflite.export_saved_model(model, saved_model)
+        calibrated = quantize.calibrate(saved_model, lambda: iter(samples))
+    return model, samples, calibrated
+
+
 def _hard_swish_input_range(content: bytes) -> tuple[float, float]:
     model = litert.read_model(content)
     graph = model.subgraphs[0]
@@ -27,12 +38,7 @@ def _hard_swish_input_range(content: bytes) -> tuple[float, float]:
 
 
 def test_hard_swish_inputs_lose_the_range_below_minus_3_and_error_falls():
-    keras.utils.set_random_seed(0)
-    model = _conv_then_hard_swish()
-    samples = np.random.default_rng(0).uniform(-1, 1, (40, 8, 8, 3)).astype(np.float32)
-    with tempfile.TemporaryDirectory() as saved_model:
-        tflite.export_saved_model(model, saved_model)
-        calibrated = quantize.calibrate(saved_model, lambda: iter(samples))
+    model, samples, calibrated = _calibrated_conv_then_hard_swish()
     lo, hi = _hard_swish_input_range(calibrated)
     assert lo < -3  # the calibration saw values hard-swish maps to 0
 
@@ -60,12 +66,7 @@ def test_int8_hard_swish_is_rewritten_into_ops_xnnpack_runs():
     from android_bench.device_runner import execution
     from converters import rewrite
 
-    keras.utils.set_random_seed(0)
-    model = _conv_then_hard_swish()
-    samples = np.random.default_rng(0).uniform(-1, 1, (40, 8, 8, 3)).astype(np.float32)
-    with tempfile.TemporaryDirectory() as saved_model:
-        tflite.export_saved_model(model, saved_model)
-        calibrated = quantize.calibrate(saved_model, lambda: iter(samples))
+    model, samples, calibrated = _calibrated_conv_then_hard_swish()
     original = quantize.quantize(quantize.tighten_ranges(calibrated)[0])
     expanded, count = rewrite.expand_hard_swish(original)
     assert count == 1

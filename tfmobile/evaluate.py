@@ -13,7 +13,6 @@ from __future__ import annotations
 import json
 import pathlib
 
-import numpy as np
 from absl import flags
 
 from tfmobile import cli

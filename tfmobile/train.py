@@ -11,7 +11,6 @@ run keeps its best). The weights load with `--weights` in tfmobile.convert and e
 from __future__ import annotations
 
 import dataclasses
-import json
 import math
 import pathlib
 
