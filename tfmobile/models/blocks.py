@@ -198,12 +198,15 @@ def shufflenet_v1_unit(x, b: Block, name: str):
     if b.input_groups > 1:
         y = ChannelShuffle(b.input_groups, name=f"{name}_shuffle")(y)
     y = depthwise_bn(y, 3, b.stride, None, f"{name}_dw")
-    y = conv_bn(y, branch_out, 1, 1, None, f"{name}_gconv2", groups=b.groups)
     if b.stride == 2:
+        # relu(concat(pool(x), y)) == concat(pool(x), relu(y)): x comes out of a ReLU, so its
+        # average is never negative. Written this way the ReLU fuses into the conv; a RELU
+        # after the concat has no int8 XNNPACK kernel and split the graph.
+        y = conv_bn(y, branch_out, 1, 1, "RE", f"{name}_gconv2", groups=b.groups)
         shortcut = layers.AveragePooling2D(3, strides=2, padding="same", name=f"{name}_pool")(x)
-        y = layers.Concatenate(name=f"{name}_concat")([shortcut, y])
-    else:
-        y = layers.Add(name=f"{name}_add")([x, y])
+        return layers.Concatenate(name=f"{name}_concat")([shortcut, y])
+    y = conv_bn(y, branch_out, 1, 1, None, f"{name}_gconv2", groups=b.groups)
+    y = layers.Add(name=f"{name}_add")([x, y])
     return layers.ReLU(name=f"{name}_out")(y)
 
 
