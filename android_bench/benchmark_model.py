@@ -1,109 +1,219 @@
 """TFLite's official `benchmark_model` binary: its command line and its log.
 
-The tool's log has changed over the years; `parse_output` reads every form it has printed:
+The tool has printed its results in several forms over the years; `parse_output` reads them all,
+with or without the `INFO: ` the current tool puts before every line, and inside Android logcat
+lines (``11-22 10:41:07.512  8125  8143 I tflite  : ...``, or ``... tflite  : ...`` as the docs
+abbreviate them):
 
-    INFO: Inference timings in us: Init: 3530, First inference: 15466, Warmup (avg): 1.32715e+04, Inference (avg): 12866.1
-    Average inference timings in us: Warmup: 83235, Init: 4578, Inference: 81632     (before TF 2.3)
-    Average inference timings in us: Warmup: 146161, Init: 4452, no stats: 137722   (TF 1.x)
-    count=50 first=13002 curr=12771 min=12587 max=13412 avg=12866.1 std=195          (per-run stats)
-    count=50 ... avg=1.24027e+06 std=2565 p5=1238753 median=1239807 p95=1247415     (newer: percentiles)
-    Memory footprint delta from the start of the tool (MB): init=3.42578 overall=9.44531
-    Peak memory footprint (MB): init=2.88281 overall=9.51172                         (older)
+    Inference timings in us: Init: 5579, First inference: 1357602, Warmup (avg): 1.3576e+06, Inference (avg): 1.24027e+06
+    Average inference timings in us: Warmup: 83235, Init: 38467, Inference: 79760.9      (TF 1.13 - 2.2)
+    Average inference timings in us: Warmup: 146161, Init: 4452, no stats: 137722      (TF 1.12)
+    count=50 first=249042 curr=250889 min=247067 max=254474 avg=249684 std=1442         (per phase)
+    count=50 first=... avg=1.24027e+06 std=2565 p5=1238753 median=1239807 p95=1247415   (2025 on)
+    count=1 curr=1357602                                                                (all runs equal)
+    Memory footprint delta from the start of the tool (MB): init=6.36328 overall=109.832
+    Peak memory footprint (MB): init=4.92969 overall=138.809                           (TF 2.4 name)
     Overall peak memory footprint (MB) via periodic monitoring: 13.4375
 
-with or without an `INFO: ` or Android logcat prefix. The figures are microseconds and MB.
+Times are microseconds, memory MB. tests/data/benchmark_model holds real published logs in
+these forms, SOURCES.md there says where each was published.
 """
 
 from __future__ import annotations
 
 import re
 
-_NUMBER = r"[-+]?\d+(?:\.\d*)?(?:[eE][-+]?\d+)?"
+# C++ iostream prints doubles like %g (1.24027e+06), int64 as integers, an empty phase's mean as nan.
+_NUMBER = r"[-+]?(?:nan|inf|\d+(?:\.\d*)?(?:[eE][-+]?\d+)?)"
 
-_TIMINGS = re.compile(
-    rf"Inference timings in us:\s*Init:\s*(?P<init>{_NUMBER}),\s*"
-    rf"First inference:\s*(?P<first>{_NUMBER}),\s*"
-    rf"Warmup \(avg\):\s*(?P<warmup>{_NUMBER}),\s*"
-    rf"Inference \(avg\):\s*(?P<avg>{_NUMBER})")
-_OLD_TIMINGS = re.compile(  # no first-inference figure in this form; TF 1.x said "no stats"
-    rf"Average inference timings in us:\s*Warmup:\s*(?P<warmup>{_NUMBER}),\s*"
-    rf"Init:\s*(?P<init>{_NUMBER}),\s*(?:Inference|no stats):\s*(?P<avg>{_NUMBER})")
-_STATS = re.compile(rf"\bcount=(?P<count>\d+)(?P<rest>(?:\s+\w+={_NUMBER})+)")
-_FOOTPRINT = re.compile(
-    rf"(?P<kind>Memory footprint delta from the start of the tool|Peak memory footprint) "
-    rf"\(MB\):\s*init=(?P<init>{_NUMBER})\s+overall=(?P<overall>{_NUMBER})")
-_PEAK = re.compile(rf"Overall peak memory footprint \(MB\) via periodic monitoring:\s*(?P<peak>{_NUMBER})")
+_TIMINGS = re.compile(rf"""
+    Inference\ timings\ in\ us:
+    \s* Init:             \s* (?P<init>{_NUMBER}),
+    \s* First\ inference: \s* (?P<first>{_NUMBER}),
+    \s* Warmup\ \(avg\):  \s* (?P<warmup>{_NUMBER}),
+    \s* Inference\ \(avg\): \s* (?P<avg>{_NUMBER})
+""", re.VERBOSE)
+
+_OLD_TIMINGS = re.compile(rf"""
+    Average\ inference\ timings\ in\ us:
+    \s* Warmup: \s* (?P<warmup>{_NUMBER}),
+    \s* Init:   \s* (?P<init>{_NUMBER}),
+    \s* (?:Inference|no\ stats): \s* (?P<avg>{_NUMBER})
+""", re.VERBOSE)
+
+# One phase's statistics (tensorflow/core/util/stats_calculator.h). When every run took the same
+# time the tool prints only count and curr, with "(all same)" after curr if there was more than one.
+_STATISTICS = re.compile(rf"""
+    (?<!\(microseconds\):\ )   # not the op profiler's "Timings (microseconds): count=..." summaries,
+    (?<!\(bytes\):\ )          # nor its "Memory (bytes): count=0"
+    \b count=(?P<count>\d+)
+    (?P<fields> (?:\ +\w+={_NUMBER}(?:\(all\ same\))?)* )
+    \s*$
+""", re.VERBOSE)
+_FIELD = re.compile(rf"(?P<key>\w+)=(?P<value>{_NUMBER})")
+
+# Each phase (warm-up, then the timed runs) is announced before its statistics line, and a new
+# session starts the count again.
+_PHASE = re.compile(r"Running benchmark for ")
+_SESSION = re.compile(r"Initialized session in ")
+
+# The same quantity, the growth of the process's maximum resident set since the tool started,
+# was called "Peak memory footprint" until TF 2.4.
+_FOOTPRINT = re.compile(rf"""
+    (?:Memory\ footprint\ delta\ from\ the\ start\ of\ the\ tool|Peak\ memory\ footprint)
+    \ \(MB\): \s* init=(?P<init>{_NUMBER}) \s+ overall=(?P<overall>{_NUMBER})
+""", re.VERBOSE)
+_PEAK = re.compile(rf"Overall peak memory footprint \(MB\) via periodic monitoring: \s*(?P<peak>{_NUMBER})")
+
+# What became of each delegate asked for (benchmark_tflite_model.cc, tools/delegates/*).
+COMPLETE, PARTIAL, UNUSED, UNAVAILABLE = "complete", "partial", "unused", "unavailable"
+_DELEGATE_OUTCOMES = [
+    (re.compile(r"Explicitly applied (?P<name>\w+) delegate, and the model graph will be "
+                r"(?P<how>completely|partially) executed by the delegate"), None),
+    (re.compile(r"Though (?P<name>\w+) delegate is explicitly applied, the model graph will "
+                r"not be executed by the delegate"), UNUSED),
+    # The tool then goes on without it, on the CPU.
+    (re.compile(r"(?P<name>\w+) acceleration is unsupported on this platform"), UNAVAILABLE),
+    (re.compile(r"Unable to load external delegate from"), UNAVAILABLE),
+]
+
+_FAILED = "Benchmarking failed."
 
 DELEGATE_FLAGS = {
-    "cpu": ["--use_xnnpack=false"],  # the plain builtin kernels
-    "xnnpack": ["--use_xnnpack=true"],
-    "gpu": ["--use_gpu=true"],
-    "nnapi": ["--use_nnapi=true"],
-    # The Edge TPU runtime loads as an external delegate.
-    "edgetpu": ["--external_delegate_path=libedgetpu.so.1"],
+    "cpu": {"use_xnnpack": False},  # the plain builtin kernels
+    "xnnpack": {"use_xnnpack": True},
+    "gpu": {"use_gpu": True},
+    "nnapi": {"use_nnapi": True},
+    # The Edge TPU runtime is a TFLite external delegate plugin (tflite_plugin_create_delegate).
+    "edgetpu": {"external_delegate_path": "libedgetpu.so.1"},
 }
 
 
 class BenchmarkOutputError(ValueError):
-    """The text holds no timings (the tool failed); the message quotes its last lines."""
-
-
-def _stats(match) -> dict:
-    stats = {"count": int(match["count"])}
-    for key, value in re.findall(rf"(\w+)=({_NUMBER})", match["rest"]):
-        stats[key] = float(value)
-    return stats
+    """The log holds no timings, or says the benchmark failed; the message quotes its last lines."""
 
 
 def parse_output(text: str) -> dict:
-    """Timings (µs) and memory (MB) from a benchmark_model log; see the module docstring.
+    """The figures of one benchmark_model run, from its log (stdout and stderr together).
 
-    Keys: init_us, first_us (None in the old form), warmup_avg_us, avg_us, std_us, median_us
-    (newer tools), and where printed warmup_stats / run_stats (count, first, curr, min, max,
-    avg, std, and p5 / median / p95 in newer tools), init_mb /
-    overall_mb (footprint delta), peak_init_mb / peak_overall_mb (older peak form), peak_mb.
+    Keys, each None when the log does not print it:
+
+    - ``init_us``, ``first_us``, ``warmup_avg_us``, ``avg_us``: the summary line. The pre-2.3
+      "Average inference timings" line has no first inference, so ``first_us`` stays None. A log
+      without any summary line takes ``avg_us`` from the timed runs' statistics.
+    - ``warmup_stats``, ``run_stats``: the warm-up's and the timed runs' statistics lines as
+      dicts: ``count`` (int) and float ``first curr min max avg std`` (plus ``p5 median p95``
+      in tools from 2025 on). When all runs took the same time the tool prints ``count`` and ``curr``
+      only; min, max and avg are then ``curr`` and std 0.
+    - ``std_us``, ``median_us``: from ``run_stats``.
+    - ``init_mb``, ``overall_mb``: the memory footprint delta after initialisation and at the end.
+      ``peak_mb``: the peak seen by periodic monitoring (``--report_peak_memory_footprint``).
+    - ``delegates``: delegate name as the tool prints it (XNNPACK, GPU, NNAPI, EXTERNAL...) ->
+      ``"complete"`` / ``"partial"`` (the graph runs wholly / partly on it), ``"unused"`` (applied
+      but given no ops) or ``"unavailable"`` (not on this platform). In the last two cases the
+      tool benchmarks the CPU and still exits 0, so a caller asking for a delegate checks here.
+
+    Raises BenchmarkOutputError when there are no timings or the tool reports "Benchmarking
+    failed." (a model or delegate that would not load, an invoke that failed).
     """
-    result: dict = {}
-    stats = []
+    result: dict = dict.fromkeys(
+        ["init_us", "first_us", "warmup_avg_us", "avg_us", "std_us", "median_us",
+         "warmup_stats", "run_stats", "init_mb", "overall_mb", "peak_mb", "delegates"])
+    delegates: dict[str, str] = {}
+    statistics: list[tuple[int, dict]] = []  # (phase announced before it, statistics)
+    phase = 0
+    failed = False
     for line in text.splitlines():
-        if m := _TIMINGS.search(line):
+        if _SESSION.search(line):
+            phase = 0
+        elif _PHASE.search(line):
+            phase += 1
+        elif m := _STATISTICS.search(line):
+            statistics.append((phase, _statistics(m)))
+        elif m := _TIMINGS.search(line):
             result.update(init_us=float(m["init"]), first_us=float(m["first"]),
                           warmup_avg_us=float(m["warmup"]), avg_us=float(m["avg"]))
         elif m := _OLD_TIMINGS.search(line):
             result.update(init_us=float(m["init"]), first_us=None,
                           warmup_avg_us=float(m["warmup"]), avg_us=float(m["avg"]))
-        elif m := _STATS.search(line):
-            stats.append(_stats(m))
         elif m := _FOOTPRINT.search(line):
-            prefix = "" if m["kind"].startswith("Memory") else "peak_"
-            result[f"{prefix}init_mb"], result[f"{prefix}overall_mb"] = float(m["init"]), float(m["overall"])
+            result.update(init_mb=float(m["init"]), overall_mb=float(m["overall"]))
         elif m := _PEAK.search(line):
             result["peak_mb"] = float(m["peak"])
-    if stats:
-        # The tool prints the warm-up's statistics first, then the timed runs'.
-        result["run_stats"] = stats[-1]
-        if len(stats) > 1:
-            result["warmup_stats"] = stats[-2]
-        result.setdefault("avg_us", stats[-1].get("avg"))
-        result["std_us"] = stats[-1].get("std")
-        result["median_us"] = stats[-1].get("median")
-    if result.get("avg_us") is None:
-        tail = " | ".join(line.strip() for line in text.strip().splitlines()[-5:] if line.strip())
-        raise BenchmarkOutputError(f"benchmark_model printed no timings; its output ended: "
-                                   f"{tail or '(nothing)'}")
+        elif _FAILED in line:
+            failed = True
+        else:
+            for pattern, outcome in _DELEGATE_OUTCOMES:
+                if m := pattern.search(line):
+                    name = m.groupdict().get("name", "EXTERNAL")
+                    how = m.groupdict().get("how")
+                    delegates[name] = outcome or (COMPLETE if how == "completely" else PARTIAL)
+    result["warmup_stats"], result["run_stats"] = _phases(statistics)
+    if runs := result["run_stats"]:
+        if result["avg_us"] is None:
+            result["avg_us"] = runs.get("avg")
+        result["std_us"], result["median_us"] = runs.get("std"), runs.get("median")
+    result["delegates"] = delegates or None
+    if failed or result["avg_us"] is None:
+        lines = [line.strip() for line in text.splitlines() if line.strip()]
+        said = "failed" if failed else "printed no timings"
+        raise BenchmarkOutputError(f"benchmark_model {said}; its output ended: "
+                                   + (" | ".join(lines[-5:]) or "(nothing)"))
     return result
+
+
+def _statistics(match: re.Match) -> dict:
+    stats: dict = {"count": int(match["count"])}
+    for field in _FIELD.finditer(match["fields"]):
+        stats[field["key"]] = float(field["value"])
+    if stats["count"] and "avg" not in stats and "curr" in stats:  # every run took curr
+        stats.update(first=stats["curr"], min=stats["curr"], max=stats["curr"],
+                     avg=stats["curr"], std=0.0)
+    return stats
+
+
+def _phases(statistics: list[tuple[int, dict]]) -> tuple[dict | None, dict | None]:
+    """(warm-up, timed runs) statistics of the last session in the log.
+
+    The tool announces the warm-up, then the timed runs, with "Running benchmark for ...". A
+    log cut down to its statistics lines has no announcements: its last line is then the timed
+    runs' and the one before it the warm-up's. A log whose timed runs never started (the
+    benchmark died in the warm-up) has no timed runs' statistics.
+    """
+    if any(phase for phase, _ in statistics):
+        by_phase = {phase: stats for phase, stats in statistics}
+        return by_phase.get(1), by_phase.get(2)
+    stats = [stats for _, stats in statistics]
+    return (stats[-2] if len(stats) > 1 else None), (stats[-1] if stats else None)
 
 
 def flags(graph: str, *, num_threads: int, warmup_runs: int, num_runs: int, delegate: str,
           extra: dict | None = None) -> list[str]:
-    """The tool's command-line flags for one benchmark."""
+    """The tool's command line for one benchmark of `graph` (a path on the device).
+
+    `delegate` is one of DELEGATE_FLAGS; `extra` adds further tool flags, by name without the
+    dashes (``{"enable_op_profiling": True}``). Booleans are written true/false, the only
+    spellings besides 0/1 the tool's flag parser accepts.
+    """
     if delegate not in DELEGATE_FLAGS:
         raise ValueError(f"unknown delegate {delegate!r}; choose from {', '.join(DELEGATE_FLAGS)}")
-    args = [f"--graph={graph}", f"--num_threads={num_threads}", f"--warmup_runs={warmup_runs}",
-            f"--num_runs={num_runs}",
-            # The tool runs at least num_runs AND at least min_secs (1 s by default) and warms
-            # up for at least warmup_min_secs (0.5 s): zero both so the counts asked for hold.
-            "--min_secs=0", "--warmup_min_secs=0",
-            *DELEGATE_FLAGS[delegate]]
-    args += [f"--{key}={value}" for key, value in (extra or {}).items()]
-    return args
+    chosen = {
+        "graph": graph, "num_threads": num_threads,
+        "warmup_runs": warmup_runs, "num_runs": num_runs,
+        # Each phase runs until it has done at least its count AND lasted at least its seconds
+        # (min_secs defaults to 1, warmup_min_secs to 0.5; benchmark_model.cc), so a fast model
+        # would run far more than asked. Zero seconds make the counts exact. max_secs (150)
+        # still stops a phase that overruns; run_stats' count says how many ran.
+        "min_secs": 0, "warmup_min_secs": 0,
+        **DELEGATE_FLAGS[delegate],
+    }
+    for name, value in (extra or {}).items():
+        if name in chosen:
+            # The tool reads the first occurrence and ignores later ones as unconsumed.
+            raise ValueError(f"extra flag {name!r} is already set to {chosen[name]!r}")
+        chosen[name] = value
+    return [f"--{name}={_flag_value(value)}" for name, value in chosen.items()]
+
+
+def _flag_value(value) -> str:
+    return ("true" if value else "false") if isinstance(value, bool) else str(value)
