@@ -61,7 +61,7 @@ class DeviceRunner:
                            "--threads", str(config.threads), "--warmup", str(config.warmup_runs),
                            "--runs", str(config.num_runs), "--delegate", config.delegate])
 
-    def parse(self, stdout: str, stderr: str, returncode: int) -> dict:
+    def parse(self, stdout: str, stderr: str, returncode: int, config: Config) -> dict:
         lines = [line for line in stdout.splitlines() if line.startswith("{")]
         if not lines:
             raise CellFailed(f"device runner printed no result (exit {returncode}): "
@@ -102,7 +102,7 @@ class BenchmarkModelRunner:
                                      delegate=config.delegate)
         return shlex.join(["./benchmark_model", *args])
 
-    def parse(self, stdout: str, stderr: str, returncode: int) -> dict:
+    def parse(self, stdout: str, stderr: str, returncode: int, config: Config) -> dict:
         text = stdout + "\n" + stderr
         try:
             parsed = benchmark_model.parse_output(text)
@@ -110,6 +110,14 @@ class BenchmarkModelRunner:
             raise CellFailed(str(err)) from None
         if returncode != 0:
             raise CellFailed(f"benchmark_model exit {returncode}: {_tail(text)}")
+        # The tool falls back to the CPU, exit 0, when NNAPI or an external delegate takes
+        # nothing: those figures are not the delegate's.
+        declined = {name: outcome for name, outcome in (parsed.get("delegates") or {}).items()
+                    if outcome in (benchmark_model.UNUSED, benchmark_model.UNAVAILABLE)}
+        if config.delegate in ("gpu", "nnapi", "edgetpu") and declined:
+            raise CellFailed(f"the {config.delegate} delegate ran nothing ("
+                             + ", ".join(f"{n}: {o}" for n, o in declined.items())
+                             + "); the figures would be the CPU's")
         run = parsed.get("run_stats") or {}
         ms = lambda us: None if us is None else us / 1000  # noqa: E731
         return {
@@ -239,7 +247,7 @@ class TargetWorker:
         fields = {"raw_output": raw, "pinning": {"cpu_mask": mask, "note": note},
                   "cooldown": cooled}
         try:
-            metrics = self.runner.parse(result.stdout, result.stderr, result.returncode)
+            metrics = self.runner.parse(result.stdout, result.stderr, result.returncode, config)
         except CellFailed as err:
             # A device that vanished mid-command can look like a command that printed nothing
             # (adb's client then exits 0): ask the transport before blaming the model.

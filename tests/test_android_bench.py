@@ -261,3 +261,16 @@ def test_cells_wait_until_the_phone_has_cooled_down(adb_device, tflite_files, tm
     assert first["cooldown"] is None
     assert second["cooldown"]["reached"] and second["cooldown"]["waited_s"] >= 2.5
     assert second["cooldown"]["hottest_c"] < 40 and second["cooldown"]["limit_c"] == 40
+
+
+def test_a_delegate_that_runs_nothing_is_a_failed_cell(adb_device, tflite_files, tmp_path):
+    # benchmark_model exits 0 with CPU figures when NNAPI takes no op; those are not NNAPI's.
+    result = bench("run", "--models", tflite_files[0], "--targets", "adb", "--delegates", "nnapi,gpu",
+                   *QUICK, "--benchmark_binary", str(STANDIN_BENCHMARK_MODEL),
+                   "--results", str(tmp_path / "r.jsonl"), env=adb_device.env)
+    assert result.returncode == 1
+    by_delegate = {r["config"]["delegate"]: r for r in records(tmp_path / "r.jsonl")}
+    assert by_delegate["nnapi"]["status"] == "failed"
+    assert "nnapi delegate ran nothing" in by_delegate["nnapi"]["reason"]
+    assert by_delegate["gpu"]["status"] == "failed"
+    assert "Failed to apply GPU delegate" in by_delegate["gpu"]["reason"]
