@@ -3,292 +3,515 @@
 
 This single file is copied to Linux boards (Coral Dev Board, Raspberry Pi with a Coral USB
 Accelerator) and run there with whatever they have: Python 3.7+, numpy, and ai_edge_litert or
-tflite_runtime. It imports nothing else, so argparse rather than absl.
+tflite_runtime. It imports nothing else (hence argparse, not absl).
 
-  python3 device_runner.py model.tflite --threads 1 --warmup 10 --runs 50 --delegate xnnpack
+examples:
+  python3 device_runner.py model.tflite --threads 4 --warmup 10 --runs 50
   python3 device_runner.py model_edgetpu.tflite --delegate edgetpu
-  python3 device_runner.py model.tflite --inputs in.npz --expect out.npz   # an interpreter test
+  # an interpreter test: references computed on the host, checked on the board
+  host$  python3 device_runner.py model.tflite --runs 1 --save_inputs in.npz --save_outputs ref.npz
+  board$ python3 device_runner.py model.tflite --inputs in.npz --expect ref.npz
 
-Delegates: cpu (plain builtin kernels), xnnpack (LiteRT's default CPU delegate), edgetpu
-(libedgetpu.so.1). With --expect it also checks the outputs against reference outputs computed
-on the host: integer outputs may differ by --atol quantization steps (default 1), float ones by
---atol absolute (default 1e-4) plus 1e-4 relative. Exit status: 0 ok, 1 failed, 2 usage.
+delegates:
+  cpu      the builtin kernels alone (OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES)
+  xnnpack  LiteRT's default: the XNNPACK delegate takes every op it supports
+  edgetpu  libedgetpu (Debian package libedgetpu1-std) runs the model's edgetpu-custom-op;
+           XNNPACK still takes the CPU ops around it
+
+inputs: --inputs (an .npz, arrays keyed by input tensor name or arr_0, arr_1, ... in order), else
+  random with --seed: integers over the whole range of int8/uint8/int16 inputs, 0-9 for wider
+  integer inputs (indices, token ids), uniform [-1, 1] for float inputs.
+
+--expect: after timing, the inputs are run once more and each output is compared with its
+  reference (same keys as --inputs). Integer (quantized) outputs are compared in quantization
+  steps, which is what differs between kernels, whatever the scale: tolerance --atol steps
+  (default 1). Float outputs: |out - ref| <= --atol (default 1e-4) + 1e-4 * max|ref|.
+
+output: one JSON line on stdout, and nothing else there (status "ok" | "failed", reason,
+  model, delegate, threads, python, platform, sha256, size_bytes, runtime, init_ms (load and
+  allocate), inputs, outputs, partitions (delegate kernels), ops_outside_delegate,
+  edgetpu_ops, input_source, first_ms, warmup_avg_ms, runs, latency_ms {median p90 mean std
+  min max}, peak_rss_mb, vm_hwm_mb, check); a failure keeps what was learnt before it.
+  Exit status: 0 ok, 1 failed (model will not load, delegate missing, check failed), 2 usage.
 """
+
+from __future__ import annotations
 
 import argparse
 import collections
+import ctypes
 import hashlib
 import json
+import math
 import os
 import platform
 import sys
 import time
+import traceback
 
 import numpy as np
 
+EDGETPU_OP = "edgetpu-custom-op"
 EDGETPU_LIBRARY = {"Linux": "libedgetpu.so.1", "Darwin": "libedgetpu.1.dylib",
                    "Windows": "edgetpu.dll"}
+EDGETPU_INSTALL = ("install the Edge TPU runtime (sudo apt-get install libedgetpu1-std, from "
+                   "Coral's package repository: https://coral.ai/docs/accelerator/get-started/)")
+INTEGER_ATOL = 1  # quantization steps
+FLOAT_ATOL = 1e-4
+FLOAT_RTOL = 1e-4  # of the output's largest magnitude
 
 
 class Failed(Exception):
     """The model could not be run as asked; the message is the reason, one line."""
 
 
-def runtime():
-    """(package name, version, interpreter module): ai_edge_litert, else tflite_runtime."""
-    try:
-        from ai_edge_litert import interpreter as module
-        package = "ai_edge_litert"
-    except ImportError:
+def one_line(error) -> str:
+    return " ".join(str(error).split())
+
+
+# --- The runtime and the interpreter -------------------------------------------------------
+
+
+def import_runtime():
+    """(package, version, interpreter module): ai_edge_litert, else tflite_runtime."""
+    errors = []
+    for package in ("ai_edge_litert", "tflite_runtime"):
         try:
-            from tflite_runtime import interpreter as module
-            package = "tflite_runtime"
-        except ImportError:
-            raise Failed("neither ai_edge_litert nor tflite_runtime is installed: "
-                         "pip install ai-edge-litert (or tflite-runtime)")
+            module = __import__(package + ".interpreter", fromlist=["Interpreter"])
+        except ImportError as err:
+            errors.append(f"{package}: {one_line(err)}")
+            continue
+        version = getattr(sys.modules[package], "__version__", None)
+        return package, version or distribution_version(package), module
+    raise Failed("no LiteRT runtime: pip install ai-edge-litert (or tflite-runtime) ("
+                 + "; ".join(errors) + ")")
+
+
+def distribution_version(package: str):
     try:
-        from importlib import metadata
-        version = metadata.version(package.replace("_", "-"))
-    except Exception:  # Python 3.7 has no importlib.metadata; the package may not say
-        version = getattr(sys.modules.get(package), "__version__", None)
-    return package, version, module
+        from importlib import metadata  # Python 3.8+
+
+        return metadata.version(package.replace("_", "-"))
+    except Exception:  # Python 3.7, or a package installed without metadata
+        return None
 
 
-def make_interpreter(module, path, threads, delegate, edgetpu_library):
-    kwargs = {"model_path": path, "num_threads": threads}
-    if delegate == "cpu":
-        resolver = getattr(module, "OpResolverType", None)
-        if resolver is None:
-            raise Failed("this runtime cannot turn XNNPACK off (no OpResolverType)")
-        kwargs["experimental_op_resolver_type"] = resolver.BUILTIN_WITHOUT_DEFAULT_DELEGATES
+def load_edgetpu(module, library: str):
+    """The Edge TPU delegate, or Failed saying what is missing.
+
+    load_delegate raises OSError when the library is missing and ValueError when libedgetpu
+    finds no usable Edge TPU. The library is opened with ctypes first, so that each case has
+    its own message and LiteRT's half-built Delegate never reaches its __del__ (which then
+    raises an ignored exception with a traceback on stderr).
+    """
+    try:
+        library_handle = ctypes.CDLL(library)
+    except OSError as err:
+        raise Failed(f"the Edge TPU runtime library {library} is missing ({one_line(err)}): "
+                     f"{EDGETPU_INSTALL}, or give its path with --edgetpu_library")
+    if not hasattr(library_handle, "tflite_plugin_create_delegate"):
+        raise Failed(f"{library} is not a LiteRT delegate library "
+                     "(it has no tflite_plugin_create_delegate)")
+    try:
+        return module.load_delegate(library)
+    except ValueError as err:  # "Failed to load delegate from ...", then libedgetpu's words
+        detail = one_line(str(err).partition("\n")[2]) or one_line(err)
+        raise Failed(f"{library} is installed but no Edge TPU could be opened ({detail}): attach "
+                     "one (a USB Accelerator needs the udev rules of libedgetpu1-std; replug it "
+                     "after installing) and check that no other process holds it")
+
+
+def create_interpreter(module, model: str, threads: int, delegate: str, edgetpu_library):
+    """An allocated interpreter running `model` as `delegate` asks."""
+    options = {"model_path": model, "num_threads": threads}
+    resolvers = getattr(module, "OpResolverType", None)  # tflite_runtime 2.5 and later
+    if delegate == "cpu" and resolvers is not None:
+        options["experimental_op_resolver_type"] = resolvers.BUILTIN_WITHOUT_DEFAULT_DELEGATES
     elif delegate == "edgetpu":
         library = edgetpu_library or EDGETPU_LIBRARY.get(platform.system(), "libedgetpu.so.1")
-        try:
-            kwargs["experimental_delegates"] = [module.load_delegate(library)]
-        except (ValueError, OSError) as err:
-            raise Failed("cannot load the Edge TPU delegate {} ({}): install the Edge TPU "
-                         "runtime (Debian package libedgetpu1-std, https://coral.ai/software/) "
-                         "and attach an Edge TPU".format(library, str(err).splitlines()[0]))
+        options["experimental_delegates"] = [load_edgetpu(module, library)]
     try:
-        interpreter = module.Interpreter(**kwargs)
+        interpreter = module.Interpreter(**options)
         interpreter.allocate_tensors()
     except (ValueError, RuntimeError) as err:
-        raise Failed("the model does not load: {}".format(" ".join(str(err).split())[:300]))
+        reason = f"the model does not load: {one_line(err) or silent_load_failure(model)}"
+        if EDGETPU_OP in reason and delegate != "edgetpu":
+            reason += " (it is compiled for the Edge TPU: run it with --delegate edgetpu)"
+        raise Failed(reason)
+    if delegate == "cpu" and resolvers is None and execution(interpreter).get("partitions"):
+        raise Failed("this runtime applies XNNPACK by default and cannot turn it off (it has no "
+                     "OpResolverType; tflite_runtime 2.5 and later can)")
     return interpreter
 
 
-def execution(interpreter):
-    """Delegate partitions and the ops left to the plain kernels.
+def silent_load_failure(model: str) -> str:
+    """What is wrong with a model the runtime rejected without a word (tflite_runtime 2.11
+    raises a bare ValueError for a file that is not a flatbuffer)."""
+    with open(model, "rb") as f:
+        identifier = f.read(8)[4:]
+    if identifier != b"TFL3":
+        return "not a .tflite flatbuffer (no TFL3 file identifier)"
+    return "the runtime gives no reason"
 
-    The interpreter lists every original op and, after them, one DELEGATE node per partition
-    (with the partition's boundary tensors as its inputs and outputs). An op belongs to a
-    partition when it lies on a path from the partition's inputs to its outputs; walking back
-    from the outputs to the inputs finds them.
+
+def execution(interpreter) -> dict:
+    """How the interpreter runs the model: delegate partitions and the ops left outside them.
+
+    `_get_ops_details()` lists the model's ops (nodes 0..n-1, still there once delegated) and,
+    after them, one node named DELEGATE per delegated partition, whose inputs and outputs are
+    the partition's boundary tensors; no field says which ops a partition took or which
+    delegate it belongs to. An op belongs to a partition when it lies on a path from the
+    partition's inputs to its outputs, so walking back from the outputs, stopping at the
+    inputs, finds them. The Edge TPU delegate takes each edgetpu-custom-op as a partition of
+    its own; the default XNNPACK delegate, applied after it, takes what it can of the rest.
     """
     try:
-        ops = interpreter._get_ops_details()  # noqa: SLF001 - the only view of the plan
-    except AttributeError:
+        nodes = interpreter._get_ops_details()  # private, and the only view of the plan
+    except AttributeError:  # a runtime older than the method
         return {}
-    partitions = [op for op in ops if op["op_name"] == "DELEGATE"]
-    originals = [op for op in ops if op["op_name"] != "DELEGATE"]
-    producer = {int(t): op["index"] for op in originals for t in op["outputs"]}
-    inputs_of = {op["index"]: [int(t) for t in op["inputs"] if t >= 0] for op in originals}
+    kernels = [node for node in nodes if node["op_name"] == "DELEGATE"]
+    ops = [node for node in nodes if node["op_name"] != "DELEGATE"]
+    delegated = _delegated_ops(kernels, ops)
+    outside = collections.Counter(op["op_name"] for op in ops if op["index"] not in delegated)
+    on_edgetpu = [op for op in ops if op["index"] in delegated and op["op_name"] == EDGETPU_OP]
+    return {"partitions": len(kernels), "ops_outside_delegate": dict(outside.most_common()),
+            "edgetpu_ops": len(on_edgetpu)}
+
+
+def _delegated_ops(kernels: list, ops: list) -> set:
+    """Indices of the ops inside the delegate kernels' partitions."""
+    producer = {int(t): op["index"] for op in ops for t in op["outputs"]}
+    inputs_of = {op["index"]: [int(t) for t in op["inputs"] if t >= 0] for op in ops}
     delegated = set()
-    for partition in partitions:
-        boundary = set(int(t) for t in partition["inputs"])
-        stack = [int(t) for t in partition["outputs"]]
-        while stack:
-            tensor = stack.pop()
+    for kernel in kernels:
+        boundary = {int(t) for t in kernel["inputs"]}
+        pending = [int(t) for t in kernel["outputs"]]
+        while pending:
+            tensor = pending.pop()
             op = producer.get(tensor)
             if tensor in boundary or op is None or op in delegated:
                 continue
             delegated.add(op)
-            stack.extend(inputs_of[op])
-    outside = collections.Counter(op["op_name"] for op in originals
-                                  if op["index"] not in delegated)
-    return {"partitions": len(partitions), "ops_outside_delegate": dict(outside),
-            "edgetpu_ops": outside.pop("edgetpu-custom-op", 0)}
+            pending.extend(inputs_of[op])
+    return delegated
 
 
-def random_inputs(details, seed):
+# --- Inputs and outputs --------------------------------------------------------------------
+
+
+def random_inputs(details: list, seed: int) -> list:
+    """One array per input: deterministic for a seed on any numpy (RandomState is frozen)."""
     rng = np.random.RandomState(seed)
-    inputs = []
-    for d in details:
-        dtype = np.dtype(d["dtype"])
-        if np.issubdtype(dtype, np.integer):
+    arrays = []
+    for detail in details:
+        dtype, shape = np.dtype(detail["dtype"]), tuple(detail["shape"])
+        if dtype == np.bool_:
+            arrays.append(rng.randint(0, 2, size=shape).astype(dtype))
+        elif np.issubdtype(dtype, np.integer):
             info = np.iinfo(dtype)
-            inputs.append(rng.randint(info.min, info.max + 1, size=d["shape"]).astype(dtype))
+            low, high = (info.min, info.max + 1) if info.bits <= 16 else (0, 10)
+            arrays.append(rng.randint(low, high, size=shape, dtype=np.int64).astype(dtype))
         else:
-            inputs.append(rng.uniform(-1, 1, size=d["shape"]).astype(dtype))
-    return inputs
-
-
-def load_arrays(path, details):
-    """Arrays of an .npz by tensor name, else in order (arr_0, arr_1, ...)."""
-    with np.load(path) as archive:
-        names = list(archive.keys())
-        arrays = []
-        for i, d in enumerate(details):
-            key = d["name"] if d["name"] in archive else (names[i] if i < len(names) else None)
-            if key is None:
-                raise Failed("{} has no array for tensor {}".format(path, d["name"]))
-            arrays.append(archive[key].astype(d["dtype"]).reshape(d["shape"]))
+            arrays.append(rng.uniform(-1, 1, size=shape).astype(dtype))
     return arrays
 
 
-def invoke(interpreter, inputs):
-    for d, value in zip(interpreter.get_input_details(), inputs):
-        interpreter.set_tensor(d["index"], value)
-    interpreter.invoke()
-    return [interpreter.get_tensor(d["index"]).copy() for d in interpreter.get_output_details()]
+def read_npz(path: str, details: list, what: str) -> list:
+    """One array per tensor of `details`, keyed by tensor name, else taken in order."""
+    try:
+        with np.load(path) as archive:
+            stored = {key: archive[key] for key in archive.files}
+    except Exception as err:  # missing file, not an npz, pickled objects...
+        raise Failed(f"cannot read {what} {path}: {one_line(err)}")
+    keys = list(stored)
+    arrays = []
+    for i, detail in enumerate(details):
+        key = detail["name"] if detail["name"] in stored else (keys[i] if i < len(keys) else None)
+        if key is None:
+            raise Failed(f"{path} has no array for {what} tensor {detail['name']}")
+        arrays.append(stored[key])
+    return arrays
 
 
-def check(outputs, expected, details, atol):
-    """Largest difference, in quantization steps for integer outputs, else absolute."""
-    worst, passed = 0.0, True
-    for out, ref, d in zip(outputs, expected, details):
-        if np.issubdtype(out.dtype, np.integer):
-            diff = float(np.max(np.abs(out.astype(np.int64) - ref.astype(np.int64))))
-            ok = diff <= (1 if atol is None else atol)
-        else:
-            diff = float(np.max(np.abs(out - ref)))
-            tolerance = (1e-4 if atol is None else atol) + 1e-4 * float(np.max(np.abs(ref)))
-            ok = diff <= tolerance
-        worst, passed = max(worst, diff), passed and ok
-    return {"passed": passed, "max_abs_diff": worst,
-            "atol": atol if atol is not None else "1 step (integer) / 1e-4 (float)"}
+def conform_inputs(arrays: list, details: list) -> list:
+    """The --inputs arrays in the inputs' dtypes; a float array for an integer input is an
+    error (it would need the input's quantization), not something to truncate."""
+    conformed = []
+    for array, detail in zip(arrays, details):
+        dtype, shape = np.dtype(detail["dtype"]), tuple(detail["shape"])
+        if np.issubdtype(dtype, np.integer) and not np.issubdtype(array.dtype, np.integer):
+            raise Failed(f"input {detail['name']} is {dtype.name} and its array {array.dtype.name}:"
+                         " quantize it first")
+        if array.shape != shape:
+            raise Failed(f"input {detail['name']} has shape {list(shape)}, its array "
+                         f"{list(array.shape)}")
+        conformed.append(array.astype(dtype))
+    return conformed
 
 
-def save_npz(path, arrays):
-    tmp = "{}.part{}.npz".format(path, os.getpid())
-    np.savez(tmp, *arrays)
-    os.replace(tmp, path)
+def write_npz(path: str, arrays: list) -> None:
+    """arr_0, arr_1, ... written whole or not at all (a temporary name, then a rename)."""
+    temporary = f"{path}.{os.getpid()}.part"
+    try:
+        with open(temporary, "wb") as f:
+            np.savez(f, *arrays)
+        os.replace(temporary, path)
+    finally:
+        if os.path.exists(temporary):
+            os.remove(temporary)
 
 
-def peak_rss_mb():
+def describe_tensors(details: list) -> list:
+    return [{"name": d["name"], "shape": [int(s) for s in d["shape"]],
+             "dtype": np.dtype(d["dtype"]).name,
+             "quantization": {"scale": float(d["quantization"][0]),
+                              "zero_point": int(d["quantization"][1])}}
+            for d in details]
+
+
+# --- Running and timing --------------------------------------------------------------------
+
+
+def set_inputs(interpreter, arrays: list) -> None:
+    for detail, array in zip(interpreter.get_input_details(), arrays):
+        interpreter.set_tensor(detail["index"], array)
+
+
+def get_outputs(interpreter) -> list:
+    return [interpreter.get_tensor(d["index"]) for d in interpreter.get_output_details()]  # copies
+
+
+def time_invokes(interpreter, count: int) -> list:
+    """Milliseconds of each of `count` invoke() calls, nothing else inside the clock."""
+    times = []
+    for _ in range(count):
+        started = time.perf_counter()
+        try:
+            interpreter.invoke()
+        except RuntimeError as err:
+            raise Failed(f"inference failed: {one_line(err)}")
+        times.append((time.perf_counter() - started) * 1e3)
+    return times
+
+
+def ms(value: float) -> float:
+    return round(float(value), 4)
+
+
+def latency_summary(times: list) -> dict:
+    t = np.asarray(times)
+    return {"median": ms(np.median(t)), "p90": ms(np.percentile(t, 90)), "mean": ms(t.mean()),
+            "std": ms(t.std()), "min": ms(t.min()), "max": ms(t.max())}
+
+
+# --- The --expect check --------------------------------------------------------------------
+
+
+def compare(outputs: list, references: list, details: list, atol) -> dict:
+    """The outputs against host references, each in its own unit (see the module's help)."""
+    rows = [_compare_output(out, ref, d, atol) for out, ref, d in zip(outputs, references, details)]
+    atols = {row["atol"] for row in rows}
+    return {"passed": all(row["passed"] for row in rows),
+            "max_abs_diff": max(row["max_abs_diff"] for row in rows),
+            "atol": atols.pop() if len(atols) == 1 else None,
+            "outputs": rows}
+
+
+def _compare_output(out, ref, detail, atol) -> dict:
+    name = detail["name"]
+    if ref.shape != out.shape:
+        raise Failed(f"the reference for output {name} has shape {list(ref.shape)}, the output "
+                     f"{list(out.shape)}")
+    if np.issubdtype(out.dtype, np.integer):
+        if not np.issubdtype(ref.dtype, np.integer):
+            raise Failed(f"output {name} is {out.dtype.name} and its reference "
+                         f"{ref.dtype.name}: give the raw (quantized) outputs, as "
+                         "--save_outputs writes them")
+        unit, atol = "quantization steps", INTEGER_ATOL if atol is None else atol
+        diff = np.abs(out.astype(np.int64) - ref.astype(np.int64))
+        tolerance = atol
+    else:
+        unit, atol = "absolute", FLOAT_ATOL if atol is None else atol
+        diff = np.abs(out.astype(np.float64) - ref.astype(np.float64))
+        tolerance = atol + FLOAT_RTOL * (float(np.max(np.abs(ref))) if ref.size else 0.0)
+    worst = float(np.max(diff)) if diff.size else 0.0
+    return {"name": name, "unit": unit, "max_abs_diff": worst, "atol": atol,
+            "tolerance": tolerance, "passed": bool(worst <= tolerance)}  # NaN fails
+
+
+# --- The model, the process, the host ------------------------------------------------------
+
+
+def file_facts(path: str) -> dict:
+    digest, size = hashlib.sha256(), 0
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+            size += len(block)
+    return {"sha256": digest.hexdigest(), "size_bytes": size}
+
+
+def host_facts() -> dict:
+    uname = platform.uname()
+    return {"python": platform.python_version(),
+            "platform": {"system": uname.system, "node": uname.node, "release": uname.release,
+                         "version": uname.version, "machine": uname.machine,
+                         "cpus": os.cpu_count()}}
+
+
+def peak_memory() -> dict:
+    """Peak resident memory: getrusage's ru_maxrss (KB on Linux, bytes on macOS; no resource
+    module on Windows) and, where /proc exists, VmHWM, the kernel's own high-water mark."""
+    facts = {"peak_rss_mb": None, "vm_hwm_mb": None}
+    try:
+        import resource
+        peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+        facts["peak_rss_mb"] = round(peak / (1 << 20 if sys.platform == "darwin" else 1 << 10), 2)
+    except ImportError:
+        pass
     try:
         with open("/proc/self/status") as f:
             for line in f:
                 if line.startswith("VmHWM:"):
-                    return int(line.split()[1]) / 1024
+                    facts["vm_hwm_mb"] = round(int(line.split()[1]) / 1024, 2)
     except OSError:
         pass
-    import resource
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    return peak / (1024 * 1024) if platform.system() == "Darwin" else peak / 1024
+    return facts
 
 
-def tensor_info(details):
-    return [{"name": d["name"], "shape": [int(s) for s in d["shape"]],
-             "dtype": np.dtype(d["dtype"]).name,
-             "quantization": [float(d["quantization"][0]), int(d["quantization"][1])]}
-            for d in details]
+# --- The run -------------------------------------------------------------------------------
 
 
-def measure(args):
-    package, version, module = runtime()
-    with open(args.model, "rb") as f:
-        content = f.read()
-    result = {"model": args.model, "sha256": hashlib.sha256(content).hexdigest(),
-              "size_bytes": len(content), "runtime": {"package": package, "version": version},
-              "python": platform.python_version(),
-              "platform": dict(zip(("system", "node", "release", "version", "machine"),
-                                   platform.uname()[:5])),
-              "delegate": args.delegate, "threads": args.threads}
-    started = time.perf_counter()
-    interpreter = make_interpreter(module, args.model, args.threads, args.delegate,
-                                   args.edgetpu_library)
-    result["init_ms"] = (time.perf_counter() - started) * 1e3
-    inputs_details = interpreter.get_input_details()
-    inputs = (load_arrays(args.inputs, inputs_details) if args.inputs
-              else random_inputs(inputs_details, args.seed))
+def benchmark(args, result: dict) -> None:
+    """Fills `result` as it goes, so that a failure still reports what was learnt before it."""
+    if not os.path.isfile(args.model):
+        raise Failed(f"{args.model} does not exist or is not a file")
+    result.update(file_facts(args.model))
+    package, version, module = import_runtime()
+    result["runtime"] = {"package": package, "version": version}
 
     started = time.perf_counter()
-    first_outputs = invoke(interpreter, inputs)
-    result["first_ms"] = (time.perf_counter() - started) * 1e3
-    warmups = []
-    for _ in range(args.warmup):
-        started = time.perf_counter()
-        invoke(interpreter, inputs)
-        warmups.append((time.perf_counter() - started) * 1e3)
-    times = []
-    for _ in range(args.runs):
-        started = time.perf_counter()
-        invoke(interpreter, inputs)
-        times.append((time.perf_counter() - started) * 1e3)
-    t = np.array(times)
-    result.update(
-        warmup_avg_ms=float(np.mean(warmups)) if warmups else None,
-        runs=len(times),
-        latency_ms={"median": float(np.median(t)), "p90": float(np.percentile(t, 90)),
-                    "mean": float(t.mean()), "std": float(t.std()), "min": float(t.min()),
-                    "max": float(t.max())},
-        peak_rss_mb=peak_rss_mb(),
-        inputs=tensor_info(inputs_details),
-        outputs=tensor_info(interpreter.get_output_details()),
-        **execution(interpreter))
-    if args.save_outputs:
-        save_npz(args.save_outputs, first_outputs)
+    interpreter = create_interpreter(module, args.model, args.threads, args.delegate,
+                                     args.edgetpu_library)
+    result["init_ms"] = ms((time.perf_counter() - started) * 1e3)
+    result.update(inputs=describe_tensors(interpreter.get_input_details()),
+                  outputs=describe_tensors(interpreter.get_output_details()),
+                  **execution(interpreter))
+    if args.delegate == "edgetpu" and result.get("edgetpu_ops") == 0:
+        raise Failed("the model is not compiled for the Edge TPU (it has no edgetpu-custom-op): "
+                     "compile it with edgetpu_compiler, or time it with --delegate xnnpack")
+
+    inputs = choose_inputs(args, interpreter.get_input_details(), result)
+    set_inputs(interpreter, inputs)
+    time_runs(interpreter, args, result)
     if args.expect:
-        output_details = interpreter.get_output_details()
-        expected = load_arrays(args.expect, output_details)
-        result["check"] = check(invoke(interpreter, inputs), expected, output_details, args.atol)
-    return result
+        result["check"] = check_outputs(interpreter, inputs, args.expect, args.atol)
+        if not result["check"]["passed"]:
+            raise Failed("the outputs differ from the reference by more than the tolerance")
+
+
+def choose_inputs(args, details: list, result: dict) -> list:
+    """The --inputs arrays, else seeded random ones; saved with --save_inputs."""
+    if args.inputs:
+        inputs = conform_inputs(read_npz(args.inputs, details, "input"), details)
+        result["input_source"] = args.inputs
+    else:
+        inputs = random_inputs(details, args.seed)
+        result["input_source"] = f"random, seed {args.seed}"
+    if args.save_inputs:
+        write_npz(args.save_inputs, inputs)
+    return inputs
+
+
+def time_runs(interpreter, args, result: dict) -> None:
+    """The first inference (its outputs saved with --save_outputs), the warm-up, the runs."""
+    result["first_ms"] = ms(time_invokes(interpreter, 1)[0])
+    if args.save_outputs:
+        write_npz(args.save_outputs, get_outputs(interpreter))
+    warmups = time_invokes(interpreter, args.warmup)
+    result["warmup_avg_ms"] = ms(np.mean(warmups)) if warmups else None
+    times = time_invokes(interpreter, args.runs)
+    result.update(runs=len(times), latency_ms=latency_summary(times), **peak_memory())
+
+
+def check_outputs(interpreter, inputs: list, expect: str, atol) -> dict:
+    """One more inference on the same inputs, its outputs against the host's references."""
+    details = interpreter.get_output_details()
+    references = read_npz(expect, details, "output")
+    set_inputs(interpreter, inputs)
+    time_invokes(interpreter, 1)
+    return compare(get_outputs(interpreter), references, details, atol)
+
+
+def json_safe(value):
+    """NaN and infinities (a broken output's difference) as null: JSON has no such numbers."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {key: json_safe(item) for key, item in value.items()}
+    if isinstance(value, list):
+        return [json_safe(item) for item in value]
+    return value
+
+
+def claim_stdout():
+    """A private handle on stdout for the JSON line; file descriptor 1 goes to stderr, so that
+    whatever native code or a library prints cannot get mixed into the result."""
+    sys.stdout.flush()
+    result_stream = os.fdopen(os.dup(1), "w")
+    os.dup2(2, 1)
+    return result_stream
 
 
 def parse_args(argv):
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
-                                     formatter_class=argparse.RawDescriptionHelpFormatter,
-                                     epilog=__doc__.split("\n\n", 1)[1])
-    parser.add_argument("model", help="the .tflite file")
-    parser.add_argument("--threads", type=int, default=1, help="interpreter threads (default 1)")
-    parser.add_argument("--warmup", type=int, default=10, help="untimed runs first (default 10)")
-    parser.add_argument("--runs", type=int, default=50, help="timed runs (default 50)")
-    parser.add_argument("--delegate", choices=("cpu", "xnnpack", "edgetpu"), default="xnnpack")
-    parser.add_argument("--edgetpu_library", help="path of libedgetpu (default: the platform's)")
-    parser.add_argument("--inputs", help=".npz of input arrays (default: random, seeded)")
-    parser.add_argument("--expect", help=".npz of reference outputs to check against")
-    parser.add_argument("--atol", type=float, help="tolerance of the --expect check")
-    parser.add_argument("--save_outputs", help="write the first inference's outputs (.npz)")
-    parser.add_argument("--seed", type=int, default=0, help="seed of the random inputs")
+    def count(minimum):
+        def parse(text):
+            value = int(text)
+            if value < minimum:
+                raise argparse.ArgumentTypeError(f"must be at least {minimum}")
+            return value
+        return parse
+
+    summary, _, details = __doc__.partition("\n\n")
+    parser = argparse.ArgumentParser(description=summary, epilog=details,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    add = parser.add_argument
+    add("model", help="the .tflite file")
+    add("--threads", type=count(1), default=1, metavar="N", help="interpreter threads (1)")
+    add("--warmup", type=count(0), default=10, metavar="W", help="untimed runs first (10)")
+    add("--runs", type=count(1), default=50, metavar="R", help="timed runs (50)")
+    add("--delegate", choices=("cpu", "xnnpack", "edgetpu"), default="xnnpack",
+        help="see below (xnnpack)")
+    add("--edgetpu_library", metavar="PATH", help="the libedgetpu to load (default: "
+        + ", ".join(EDGETPU_LIBRARY.values()) + ", by platform)")
+    add("--inputs", metavar="NPZ", help="input arrays (default: random)")
+    add("--seed", type=int, default=0, metavar="S", help="seed of the random inputs (0)")
+    add("--expect", metavar="NPZ", help="reference outputs to check the outputs against")
+    add("--atol", type=float, metavar="X", help="tolerance of the check (see below)")
+    add("--save_inputs", metavar="NPZ", help="write the inputs used")
+    add("--save_outputs", metavar="NPZ", help="write the outputs of the first inference")
     args = parser.parse_args(argv)
-    if args.threads < 1 or args.runs < 1 or args.warmup < 0:
-        parser.error("--threads and --runs must be at least 1, --warmup at least 0")
+    if args.atol is not None and not args.atol >= 0:
+        parser.error("--atol must be at least 0")
     return args
 
 
-def _quiet_failed_delegate_cleanup():
-    """LiteRT's Delegate.__del__ raises after a failed load_delegate; keep stderr to one line."""
-    if not hasattr(sys, "unraisablehook"):  # Python 3.7
-        return
-    default = sys.unraisablehook
-
-    def hook(unraisable):
-        if "Delegate.__del__" not in repr(unraisable.object):
-            default(unraisable)
-
-    sys.unraisablehook = hook
-
-
-def main(argv=None):
+def main(argv=None) -> int:
     args = parse_args(argv)
-    _quiet_failed_delegate_cleanup()
-    # Native code may print on stdout; keep it for the one JSON line only.
-    sys.stdout.flush()
-    json_out = os.fdopen(os.dup(1), "w")
-    os.dup2(2, 1)
+    result_stream = claim_stdout()
+    status, facts = {"status": "ok"}, {"model": args.model, "delegate": args.delegate,
+                                      "threads": args.threads, **host_facts()}
     try:
-        if not os.path.isfile(args.model):
-            raise Failed("model file {} does not exist".format(args.model))
-        result = dict(status="ok", **measure(args))
-        code = 0 if result.get("check", {}).get("passed", True) else 1
-        if code:
-            result["status"], result["reason"] = "failed", "outputs differ from the reference"
+        benchmark(args, facts)
     except Failed as err:
-        result, code = {"status": "failed", "reason": str(err), "model": args.model}, 1
-    json_out.write(json.dumps(result) + "\n")
-    json_out.flush()
-    return code
+        status = {"status": "failed", "reason": str(err)}
+    except Exception as err:  # a bug: still one JSON line; the traceback goes to stderr
+        traceback.print_exc()
+        status = {"status": "failed", "reason": f"internal error: {type(err).__name__}: "
+                                                f"{one_line(err)}"}
+    result_stream.write(json.dumps(json_safe({**status, **facts})) + "\n")
+    result_stream.flush()
+    return 0 if status["status"] == "ok" else 1
 
 
 if __name__ == "__main__":

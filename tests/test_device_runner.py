@@ -3,11 +3,15 @@
 from __future__ import annotations
 
 import ast
+import hashlib
+import importlib.util
 import json
 import pathlib
+import platform
 import subprocess
 import sys
 import textwrap
+import warnings
 
 import numpy as np
 import pytest
@@ -16,135 +20,319 @@ RUNNER = pathlib.Path(__file__).resolve().parents[1] / "android_bench" / "device
 
 
 def run(*args, cwd, env=None):
+    """(process, parsed JSON) of one run; stdout must hold the JSON line and nothing else."""
     proc = subprocess.run([sys.executable, str(RUNNER), *map(str, args)], capture_output=True,
-                          text=True, cwd=cwd, env=env, timeout=300)
+                          text=True, cwd=cwd, env=env, timeout=300, check=False)
     lines = proc.stdout.splitlines()
-    return proc, (json.loads(lines[0]) if lines else None), lines
+    if proc.returncode == 2:  # a usage error: argparse's message, no JSON
+        return proc, None
+    assert len(lines) == 1, (proc.stdout, proc.stderr)
+    return proc, json.loads(lines[0])
+
+
+def runner_module():
+    """The runner imported from its file, for its pure functions."""
+    spec = importlib.util.spec_from_file_location("device_runner_under_test", RUNNER)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
 
 
 @pytest.fixture(scope="module")
 def models(tmp_path_factory):
-    """MobileNet V3 Small (hard-swish) at 64 px, via the converter: float, int8, and int8 with
-    its HARD_SWISH ops kept."""
-    from calibration import sources
-    from converters import pipeline
-    from tfmobile import models as zoo
+    """A MobileNet-like CNN with hard-swish, as float32 and as full int8 (int8 input and
+    output). XNNPACK runs float HARD_SWISH but not int8 HARD_SWISH, so the same network gives
+    one partition in float and is split at every hard-swish in int8."""
+    import keras
+    import tensorflow as tf
+    from keras import layers
+
+    keras.utils.set_random_seed(0)
+    x = image = keras.Input((64, 64, 3))
+    x = layers.Conv2D(16, 3, strides=2, padding="same")(x)
+    x = layers.Activation("hard_swish")(layers.BatchNormalization()(x))
+    for filters in (24, 32):
+        x = layers.DepthwiseConv2D(3, padding="same")(x)
+        x = layers.Activation("hard_swish")(layers.BatchNormalization()(x))
+        x = layers.ReLU(6.0)(layers.BatchNormalization()(layers.Conv2D(filters, 1)(x)))
+    logits = layers.Dense(10)(layers.GlobalAveragePooling2D()(x))
+    model = keras.Model(image, logits)
+
+    def representative():
+        rng = np.random.default_rng(0)
+        for _ in range(8):
+            yield [rng.uniform(-1, 1, (1, 64, 64, 3)).astype(np.float32)]
 
     out = tmp_path_factory.mktemp("models")
-    model = zoo.build("mobilenet_v3_small", input_size=64, num_classes=10, classifier_activation=None)
-    requests = {"float32": pipeline.Request(mode="float32", eval_samples=4),
-                "int8": pipeline.Request(mode="int8", calibration_samples=16, eval_samples=4),
-                "int8_hard_swish": pipeline.Request(mode="int8", calibration_samples=16,
-                                                    eval_samples=4, expand_hard_swish=False)}
-    paths = {}
-    for name, request in requests.items():
-        paths[name] = out / f"v3s_{name}.tflite"
-        paths[name].write_bytes(pipeline.convert(model, sources.load(None), request).content)
+    paths = {"float32": out / "cnn_float32.tflite", "int8": out / "cnn_int8.tflite"}
+    paths["float32"].write_bytes(tf.lite.TFLiteConverter.from_keras_model(model).convert())
+    converter = tf.lite.TFLiteConverter.from_keras_model(model)
+    converter.optimizations = [tf.lite.Optimize.DEFAULT]
+    converter.representative_dataset = representative
+    converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
+    converter.inference_input_type = converter.inference_output_type = tf.int8
+    with warnings.catch_warnings():  # "Statistics for quantized inputs were expected": none are
+        warnings.simplefilter("ignore", UserWarning)
+        paths["int8"].write_bytes(converter.convert())
     return paths
 
 
+def host_outputs(model, inputs):
+    """The outputs of this machine's ai_edge_litert (XNNPACK) for one set of inputs."""
+    from ai_edge_litert.interpreter import Interpreter
+
+    interpreter = Interpreter(model_path=str(model), num_threads=1)
+    interpreter.allocate_tensors()
+    for detail, array in zip(interpreter.get_input_details(), inputs):
+        interpreter.set_tensor(detail["index"], array)
+    interpreter.invoke()
+    return [interpreter.get_tensor(d["index"]) for d in interpreter.get_output_details()]
+
+
 def test_times_a_float_model_in_one_xnnpack_partition(models, tmp_path):
-    proc, result, lines = run(models["float32"], "--runs", 7, "--warmup", 2, cwd=tmp_path)
+    proc, result = run(models["float32"], "--runs", 7, "--warmup", 2, cwd=tmp_path)
     assert proc.returncode == 0, proc.stderr
-    assert len(lines) == 1  # one JSON line, whatever the runtime prints
-    assert result["status"] == "ok" and result["runs"] == 7
+    content = models["float32"].read_bytes()
+    assert result["status"] == "ok" and "reason" not in result
+    assert (result["sha256"], result["size_bytes"]) == (hashlib.sha256(content).hexdigest(),
+                                                        len(content))
+    assert result["runtime"]["package"] == "ai_edge_litert" and result["runtime"]["version"]
+    assert result["python"] == platform.python_version()
+    assert result["platform"]["system"] == platform.system()
+    assert (result["delegate"], result["threads"], result["runs"]) == ("xnnpack", 1, 7)
     latency = result["latency_ms"]
     assert 0 < latency["min"] <= latency["median"] <= latency["p90"] <= latency["max"]
-    assert result["init_ms"] > 0 and result["first_ms"] > 0 and result["peak_rss_mb"] > 10
-    assert result["runtime"]["package"] == "ai_edge_litert"
-    assert result["partitions"] == 1 and result["ops_outside_delegate"] == {}
+    assert latency["std"] >= 0 and latency["min"] <= latency["mean"] <= latency["max"]
+    assert min(result["init_ms"], result["first_ms"], result["warmup_avg_ms"]) > 0
+    assert result["peak_rss_mb"] > 10 and result["vm_hwm_mb"] > 10
     assert result["inputs"][0]["shape"] == [1, 64, 64, 3]
-
-
-def test_cpu_delegate_runs_every_op_on_the_plain_kernels(models, tmp_path):
-    proc, result, _ = run(models["float32"], "--runs", 2, "--delegate", "cpu", cwd=tmp_path)
-    assert proc.returncode == 0, proc.stderr
-    assert result["partitions"] == 0
-    assert result["ops_outside_delegate"]["CONV_2D"] > 10
-
-
-def test_int8_hard_swish_is_left_outside_xnnpack_unless_expanded(models, tmp_path):
-    proc, result, _ = run(models["int8_hard_swish"], "--runs", 2, cwd=tmp_path)
-    assert proc.returncode == 0, proc.stderr
-    outside = result["ops_outside_delegate"]
-    assert set(outside) == {"HARD_SWISH"} and result["partitions"] == outside["HARD_SWISH"] + 1
-    proc, result, _ = run(models["int8"], "--runs", 2, cwd=tmp_path)
+    assert result["inputs"][0]["dtype"] == result["outputs"][0]["dtype"] == "float32"
+    assert result["outputs"][0]["shape"] == [1, 10]
     assert result["partitions"] == 1 and result["ops_outside_delegate"] == {}
+    assert result["edgetpu_ops"] == 0 and result["input_source"] == "random, seed 0"
 
 
-def test_checks_outputs_against_host_references(models, tmp_path):
-    from converters import litert
-
-    interpreter = litert.load(str(models["int8"]))
-    detail = interpreter.get_input_details()[0]
-    image = np.random.default_rng(1).integers(-128, 128, detail["shape"], dtype=np.int8)
-    interpreter.set_tensor(detail["index"], image)
-    interpreter.invoke()
-    reference = interpreter.get_tensor(interpreter.get_output_details()[0]["index"])
-    np.savez(tmp_path / "inputs.npz", image)
-    np.savez(tmp_path / "expected.npz", reference)
-    proc, result, _ = run(models["int8"], "--runs", 1, "--inputs", "inputs.npz",
-                          "--expect", "expected.npz", "--save_outputs", "saved.npz", cwd=tmp_path)
+def test_cpu_delegate_runs_every_op_on_the_builtin_kernels(models, tmp_path):
+    proc, result = run(models["float32"], "--runs", 2, "--delegate", "cpu", cwd=tmp_path)
     assert proc.returncode == 0, proc.stderr
-    assert result["check"]["passed"] and result["check"]["max_abs_diff"] <= 1
-    np.testing.assert_array_equal(np.load(tmp_path / "saved.npz")["arr_0"], reference)
+    assert result["partitions"] == 0 and result["delegate"] == "cpu"
+    assert result["ops_outside_delegate"]["CONV_2D"] == 3
+    assert result["ops_outside_delegate"]["HARD_SWISH"] == 3
 
-    perturbed = reference.astype(np.int16) + 5
-    np.savez(tmp_path / "wrong.npz", np.clip(perturbed, -128, 127).astype(np.int8))
-    proc, result, _ = run(models["int8"], "--runs", 1, "--inputs", "inputs.npz",
-                          "--expect", "wrong.npz", cwd=tmp_path)
-    assert proc.returncode == 1
-    assert result["status"] == "failed" and not result["check"]["passed"]
+
+def test_int8_hard_swish_splits_the_xnnpack_partition(models, tmp_path):
+    proc, result = run(models["int8"], "--runs", 2, cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    assert result["ops_outside_delegate"] == {"HARD_SWISH": 3}
+    assert result["partitions"] == 4  # before, between and after the three HARD_SWISH
+
+
+def test_int8_check_against_host_references(models, tmp_path):
+    model = models["int8"]
+    proc, result = run(model, "--runs", 1, "--seed", 3, "--save_inputs", "inputs.npz",
+                       "--save_outputs", "saved.npz", cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    image = np.load(tmp_path / "inputs.npz")["arr_0"]
+    assert image.dtype == np.int8 and image.shape == (1, 64, 64, 3)
+    assert image.min() == -128 and image.max() == 127  # the whole range, 12k draws
+    reference = host_outputs(model, [image])[0]
+    np.testing.assert_array_equal(np.load(tmp_path / "saved.npz")["arr_0"], reference)
+    np.savez(tmp_path / "expected.npz", reference)
+
+    # The same seed gives the same inputs: no input file needs to travel to the board.
+    proc, result = run(model, "--runs", 1, "--seed", 3, "--expect", "expected.npz", cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    check = result["check"]
+    assert check["passed"] and check["max_abs_diff"] <= 1 and check["atol"] == 1
+    assert check["outputs"][0]["unit"] == "quantization steps"
+
+    wrong = np.clip(reference.astype(np.int16) + 5, -128, 127).astype(np.int8)
+    np.savez(tmp_path / "wrong.npz", wrong)
+    proc, result = run(model, "--runs", 1, "--inputs", "inputs.npz", "--expect", "wrong.npz",
+                       cwd=tmp_path)
+    assert proc.returncode == 1 and result["status"] == "failed"
+    assert "differ from the reference" in result["reason"]
+    assert not result["check"]["passed"] and result["check"]["max_abs_diff"] >= 5
+    assert result["latency_ms"]["median"] > 0  # the timing is still reported
+
+
+def test_float_check_is_relative_to_the_output_scale(models, tmp_path):
+    model = models["float32"]
+    detail = {"dtype": np.float32, "shape": [1, 64, 64, 3]}
+    image = runner_module().random_inputs([detail], seed=0)[0]
+    reference = host_outputs(model, [image])[0]
+    np.savez(tmp_path / "inputs.npz", image)
+    np.savez(tmp_path / "expected.npz", reference.astype(np.float64))  # float64 is fine
+    np.savez(tmp_path / "wrong.npz", reference + 0.01)
+    proc, result = run(model, "--runs", 1, "--inputs", "inputs.npz", "--expect", "expected.npz",
+                       cwd=tmp_path)
+    assert proc.returncode == 0 and result["check"]["passed"], result
+    assert result["check"]["outputs"][0]["unit"] == "absolute"
+    proc, result = run(model, "--runs", 1, "--inputs", "inputs.npz", "--expect", "wrong.npz",
+                       cwd=tmp_path)
+    assert proc.returncode == 1 and not result["check"]["passed"]
+    assert result["check"]["max_abs_diff"] == pytest.approx(0.01, rel=1e-3)
+
+
+def test_unusable_inputs_or_references_are_reasons_not_tracebacks(models, tmp_path):
+    np.savez(tmp_path / "float_image.npz", np.zeros((1, 64, 64, 3), np.float32))
+    np.savez(tmp_path / "short.npz", np.zeros((1, 5), np.int8))
+    (tmp_path / "garbage.npz").write_bytes(b"PK not really a zip")
+    cases = [(["--inputs", "float_image.npz"], "quantize it first"),
+             (["--expect", "short.npz"], "has shape [1, 5], the output [1, 10]"),
+             (["--expect", "garbage.npz"], "cannot read output garbage.npz")]
+    for flags, reason in cases:
+        proc, result = run(models["int8"], "--runs", 1, *flags, cwd=tmp_path)
+        assert proc.returncode == 1 and reason in result["reason"], result["reason"]
+        assert "Traceback" not in proc.stderr
+
+
+def test_random_inputs_fit_each_dtype_and_follow_the_seed():
+    random_inputs = runner_module().random_inputs
+    shape = [4, 1000]
+    details = [{"dtype": dtype, "shape": shape}
+               for dtype in (np.int8, np.uint8, np.int16, np.int32, np.bool_, np.float32)]
+    arrays = random_inputs(details, seed=7)
+    assert [a.dtype for a in arrays] == [d["dtype"] for d in details]
+    ranges = [(int(a.min()), int(a.max())) for a in arrays[:5]]
+    assert ranges[:2] == [(-128, 127), (0, 255)]
+    assert ranges[2][0] < -30000 and ranges[2][1] > 30000  # int16: the whole range too
+    assert ranges[3:] == [(0, 9), (0, 1)]  # wider integers are indices: small and valid
+    assert -1 <= arrays[5].min() < -0.99 and 0.99 < arrays[5].max() <= 1
+    again, other = random_inputs(details, seed=7), random_inputs(details, seed=8)
+    assert all(np.array_equal(a, b) for a, b in zip(arrays, again))
+    assert not np.array_equal(arrays[0], other[0])
 
 
 def test_edgetpu_without_the_runtime_says_what_to_install(models, tmp_path):
-    proc, result, _ = run(models["int8"], "--delegate", "edgetpu", cwd=tmp_path)
+    proc, result = run(models["int8"], "--delegate", "edgetpu", cwd=tmp_path)
+    assert proc.returncode == 1 and result["status"] == "failed"
+    assert "libedgetpu.so.1 is missing" in result["reason"]
+    assert "libedgetpu1-std" in result["reason"]
+    assert "Traceback" not in proc.stderr and "Exception ignored" not in proc.stderr
+    assert result["runtime"]["package"] == "ai_edge_litert"  # what was learnt is kept
+
+
+@pytest.fixture(scope="module")
+def edgetpu_model(models, tmp_path_factory):
+    """The int8 model as edgetpu_compiler leaves one: every op but the last in a single
+    edgetpu-custom-op (an empty stand-in here: only the Edge TPU could run it)."""
+    from ai_edge_litert import schema_py_generated as schema
+
+    from converters import litert
+
+    model = litert.read_model(models["int8"].read_bytes())
+    graph = model.subgraphs[0]
+    code = schema.OperatorCodeT()
+    code.builtinCode = code.deprecatedBuiltinCode = schema.BuiltinOperator.CUSTOM
+    code.customCode, code.version = "edgetpu-custom-op", 1
+    model.operatorCodes.append(code)
+    custom = schema.OperatorT()
+    custom.opcodeIndex = len(model.operatorCodes) - 1
+    custom.inputs, custom.outputs = list(graph.inputs), [graph.operators[-1].inputs[0]]
+    custom.customOptions = list(b"stand-in")
+    graph.operators = [custom, graph.operators[-1]]
+    path = tmp_path_factory.mktemp("edgetpu") / "cnn_int8_edgetpu.tflite"
+    path.write_bytes(litert.write_model(model))
+    return path
+
+
+def test_an_edge_tpu_model_without_the_delegate_says_to_use_it(edgetpu_model, tmp_path):
+    proc, result = run(edgetpu_model, cwd=tmp_path)
     assert proc.returncode == 1
-    assert "libedgetpu.so.1" in result["reason"] and "libedgetpu1-std" in result["reason"]
-    assert "Traceback" not in proc.stderr
+    assert result["reason"].startswith("the model does not load: ")
+    assert "unresolved custom op: edgetpu-custom-op" in result["reason"]
+    assert result["reason"].endswith("run it with --delegate edgetpu)")
+
+
+# What ai_edge_litert 2.3 lists for an Edge TPU model (an edgetpu-custom-op, then
+# FULLY_CONNECTED and SOFTMAX on the CPU) with a stand-in libedgetpu that, like the real one
+# (tflite/edgetpu_delegate_for_custom_op.cc), replaces each edgetpu-custom-op with a delegate
+# kernel of its own. The default XNNPACK delegate, applied after it, took FULLY_CONNECTED.
+EDGETPU_MODEL_NODES = [
+    {"index": 0, "op_name": "edgetpu-custom-op", "inputs": [0], "outputs": [18]},
+    {"index": 1, "op_name": "FULLY_CONNECTED", "inputs": [18, 2, -1], "outputs": [19]},
+    {"index": 2, "op_name": "SOFTMAX", "inputs": [19], "outputs": [20]},
+    {"index": 3, "op_name": "DELEGATE", "inputs": [0], "outputs": [18]},
+    {"index": 4, "op_name": "DELEGATE", "inputs": [2, 18], "outputs": [19]},
+]
+
+
+def test_edge_tpu_ops_are_counted_inside_their_partitions():
+    class Listing:
+        def _get_ops_details(self):
+            return [{**node, "inputs": np.array(node["inputs"], np.int32),
+                     "outputs": np.array(node["outputs"], np.int32)}
+                    for node in EDGETPU_MODEL_NODES]
+
+    assert runner_module().execution(Listing()) == {
+        "partitions": 2, "ops_outside_delegate": {"SOFTMAX": 1}, "edgetpu_ops": 1}
 
 
 def test_bad_model_and_bad_flags(tmp_path):
-    proc, result, _ = run(tmp_path / "missing.tflite", cwd=tmp_path)
+    proc, result = run(tmp_path / "missing.tflite", cwd=tmp_path)
     assert proc.returncode == 1 and "does not exist" in result["reason"]
     corrupt = tmp_path / "corrupt.tflite"
     corrupt.write_bytes(b"not a model at all" * 10)
-    proc, result, _ = run(corrupt, cwd=tmp_path)
-    assert proc.returncode == 1 and result["reason"].startswith("the model does not load")
-    assert "Traceback" not in proc.stderr
-    proc, _, _ = run(corrupt, "--delegate", "gpu", cwd=tmp_path)
-    assert proc.returncode == 2
+    proc, result = run(corrupt, cwd=tmp_path)
+    assert proc.returncode == 1 and result["reason"].startswith("the model does not load: ")
+    assert "\n" not in result["reason"] and "Traceback" not in proc.stderr
+    for flags in (["--delegate", "gpu"], ["--runs", "0"], ["--threads", "two"]):
+        proc, _ = run(corrupt, *flags, cwd=tmp_path)
+        assert proc.returncode == 2 and "usage:" in proc.stderr
 
 
-def test_runs_where_only_tflite_runtime_is_installed(models, tmp_path):
-    # A board image with tflite_runtime and no ai_edge_litert: a path hook hides the one and a
-    # shim package provides the other (re-exporting the same interpreter, the only one here).
+# A board image with tflite_runtime and no ai_edge_litert: sitecustomize installs an import
+# hook that hides ai_edge_litert, and a shim tflite_runtime package re-exports its interpreter
+# (the only one here). The shim's invoke() also writes to file descriptor 1, as native code can.
+HIDE_LITERT = """
+    import sys
+    class HideLiteRT:
+        hiding = True
+        def find_spec(self, name, path=None, target=None):
+            if self.hiding and name.split(".")[0] == "ai_edge_litert":
+                raise ImportError("ai_edge_litert is not installed on this board")
+    sys.meta_path.insert(0, HideLiteRT())
+"""
+SHIM_INTERPRETER = """
+    import os, sys
+    hider = next(f for f in sys.meta_path if type(f).__name__ == "HideLiteRT")
+    hider.hiding = False
+    from ai_edge_litert.interpreter import {names}
+    from ai_edge_litert.interpreter import Interpreter as _Interpreter
+    hider.hiding = True
+
+    class Interpreter(_Interpreter):
+        def invoke(self):
+            os.write(1, b"native chatter on stdout\\n")
+            print("python chatter on stdout")
+            return super().invoke()
+"""
+
+
+@pytest.mark.parametrize("has_resolver_types", [True, False], ids=["2.5+", "pre-2.5"])
+def test_runs_where_only_tflite_runtime_is_installed(models, tmp_path, has_resolver_types):
     shim = tmp_path / "shim"
     (shim / "tflite_runtime").mkdir(parents=True)
     (shim / "tflite_runtime" / "__init__.py").write_text("__version__ = '2.14.0'\n")
-    (shim / "tflite_runtime" / "interpreter.py").write_text(textwrap.dedent("""
-        import sys
-        hider = next(f for f in sys.meta_path if type(f).__name__ == "HideLiteRT")
-        hider.hiding = False
-        from ai_edge_litert.interpreter import Interpreter, load_delegate, OpResolverType
-        hider.hiding = True
-    """))
-    (shim / "sitecustomize.py").write_text(textwrap.dedent("""
-        import sys
-        class HideLiteRT:
-            hiding = True
-            def find_spec(self, name, path=None, target=None):
-                if self.hiding and name.split(".")[0] == "ai_edge_litert":
-                    raise ImportError("ai_edge_litert is not installed on this board")
-        sys.meta_path.insert(0, HideLiteRT())
-    """))
+    names = "load_delegate, OpResolverType" if has_resolver_types else "load_delegate"
+    (shim / "tflite_runtime" / "interpreter.py").write_text(
+        textwrap.dedent(SHIM_INTERPRETER).format(names=names))
+    (shim / "sitecustomize.py").write_text(textwrap.dedent(HIDE_LITERT))
     env = {"PYTHONPATH": str(shim), "PATH": "/usr/bin:/bin"}
-    proc = subprocess.run([sys.executable, "-c", "import ai_edge_litert"], env=env,
-                          capture_output=True, cwd=tmp_path)
-    assert proc.returncode != 0  # the simulation holds
-    proc, result, _ = run(models["float32"], "--runs", 2, cwd=tmp_path, env=env)
-    assert proc.returncode == 0, proc.stderr
+    hidden = subprocess.run([sys.executable, "-c", "import ai_edge_litert"], env=env,
+                            capture_output=True, cwd=tmp_path, check=False)
+    assert hidden.returncode != 0  # the simulation holds
+
+    proc, result = run(models["float32"], "--runs", 2, "--delegate", "cpu", cwd=tmp_path,
+                       env=env)
     assert result["runtime"] == {"package": "tflite_runtime", "version": "2.14.0"}
+    if has_resolver_types:
+        assert proc.returncode == 0, proc.stderr
+        assert result["partitions"] == 0
+        assert "chatter" in proc.stderr  # moved off stdout, which holds only the JSON line
+    else:  # this runtime applies XNNPACK and has no way to turn it off: refuse to mislabel
+        assert proc.returncode == 1 and "OpResolverType" in result["reason"]
 
 
 def test_the_file_is_python_3_7():
