@@ -36,9 +36,7 @@ def float_ops(content: bytes) -> list[dict]:
     return out
 
 
-def io_details(content: bytes) -> dict:
-    interpreter = litert.load(content)
-
+def io_details(interpreter) -> dict:
     def describe(d):
         scale, zero_point = d["quantization"]
         return {"name": d["name"], "shape": [int(x) for x in d["shape"]],
@@ -52,7 +50,7 @@ def graph_facts(content: bytes) -> dict:
     """Size, hash, op and tensor-type counts, and whether everything inside is integer."""
     ops = litert.op_counts(content)
     tensor_types = tensor_type_counts(content)
-    io = io_details(content)
+    interpreter = litert.load(content)  # one load serves the io details and the execution plan
     # Fully integer: no float tensor anywhere, the interface included.
     return {
         "file_bytes": len(content),
@@ -61,12 +59,12 @@ def graph_facts(content: bytes) -> dict:
         "tensor_types": tensor_types,
         "fully_integer": set(tensor_types) <= INTEGER_TYPES,
         "float_ops": float_ops(content),
-        "io": io,
-        "execution": execution(content),
+        "io": io_details(interpreter),
+        "execution": execution(interpreter),
     }
 
 
-def execution(content: bytes) -> dict:
+def execution(interpreter) -> dict:
     """How LiteRT runs the model on this CPU: XNNPACK partitions and the ops left outside.
 
     One partition and nothing outside means the whole graph runs in the delegate; every op
@@ -75,7 +73,7 @@ def execution(content: bytes) -> dict:
     # The device runner's analysis (it is a single file boards run without this package).
     from android_bench.device_runner import execution as analyse
 
-    facts = analyse(litert.load(content))
+    facts = analyse(interpreter)
     return {"delegate": "XNNPACK", "partitions": facts["partitions"],
             "ops_outside_delegate": facts["ops_outside_delegate"]}
 
