@@ -92,6 +92,7 @@ ZOO_MAPPED = [
     ("mobilenet_edgetpu", {}),
     ("mobilenet_v3_small", {"minimalistic": True}),
     ("shufflenet_v2", {"alpha": 0.5}),
+    ("shufflenet_v1", {"alpha": 0.5, "split_groups": True}),  # tfmobile.convert --edgetpu's
 ]
 
 

@@ -178,6 +178,9 @@ def define_model_flags(required: bool = True) -> None:
                          "(1, 2, 3, 4 or 8; default 3).")
     flags.DEFINE_boolean("minimalistic", False, "MobileNet V3 only: the variant without SE, "
                          "hard-swish or 5x5 kernels (suits GPUs, DSPs and Edge TPUs).")
+    flags.DEFINE_boolean("split_groups", False, "ShuffleNet V1 only: each grouped conv as SPLIT, "
+                         "one conv per group and CONCATENATION; same function and weights, in "
+                         "ops the Edge TPU compiler maps.")
     if required:
         flags.mark_flag_as_required("model")
 
@@ -189,8 +192,9 @@ def model_args(FLAGS) -> dict:
     )
     if FLAGS.groups is not None:
         args["groups"] = FLAGS.groups
-    if FLAGS.minimalistic:
-        args["minimalistic"] = True
+    for variant in ("minimalistic", "split_groups"):
+        if FLAGS[variant].value:
+            args[variant] = True
     return args
 
 

@@ -3,6 +3,7 @@
   python -m tfmobile.convert --model fd_mobilenet --int8
   python -m tfmobile.convert --model mobilenet_v3_small --int8 --calibration photos/ --io_type uint8
   python -m tfmobile.convert --model mobilenet_v2 --float16 --weights trained.weights.h5
+  python -m tfmobile.convert --model shufflenet_v1 --edgetpu
 
 Writes <output_dir>/<name>.tflite and <name>.json (the report: architecture, ops, tensor types,
 io quantization, preprocessing, calibration, fidelity on held-out images, versions). Without
@@ -28,6 +29,11 @@ flags.DEFINE_boolean("int8", False, "Full-integer int8 post-training quantizatio
 flags.DEFINE_boolean("float16", False, "Float16 weights, float32 compute.")
 flags.DEFINE_boolean("dynamic", False, "Dynamic-range quantization: int8 weights, float "
                      "activations. (No mode flag: float32.)")
+flags.DEFINE_boolean("edgetpu", False, "Edge TPU profile: full-integer int8 with uint8 input "
+                     "and output, batch 1, static shapes, and the network's variant whose every "
+                     "op maps (MobileNet V3 minimalistic, ShuffleNet V1 split_groups). Adds the "
+                     "offline Edge TPU analysis to the report and, where edgetpu_compiler is on "
+                     "PATH, compiles <stem>_edgetpu.tflite; refuses options that cannot map.")
 flags.DEFINE_enum("io_type", None, ["int8", "uint8", "float32"], "Input/output type of an "
                   "--int8 model (default int8; uint8 suits the Edge TPU and camera frames).")
 flags.DEFINE_boolean("per_tensor", False, "--int8: one scale per tensor instead of per output "
@@ -58,12 +64,41 @@ def mode_from_flags() -> str:
     chosen = [m for m in ("int8", "float16", "dynamic") if getattr(FLAGS, m)]
     if len(chosen) > 1:
         raise cli.UsageError(f"choose one mode, not {' and '.join('--' + m for m in chosen)}")
-    mode = chosen[0] if chosen else "float32"
+    if FLAGS.edgetpu and chosen and chosen != ["int8"]:
+        raise cli.UsageError(f"--edgetpu makes a full-integer int8 model; the Edge TPU runs no "
+                             f"--{chosen[0]} model: drop --{chosen[0]}")
+    mode = "int8" if FLAGS.edgetpu else chosen[0] if chosen else "float32"
     if mode != "int8":
         for name in ("io_type", "per_tensor", "debug_quantization", "denylist", "expand_hard_swish"):
             if FLAGS[name].present:
                 raise cli.UsageError(f"--{name} applies to --int8 models only")
     return mode
+
+
+def edgetpu_profile(name: str, model_args: dict) -> dict:
+    """The Edge TPU profile: the network's mapping variant unless a variant flag says otherwise,
+    and one usage error for each option with which the model could not run on the Edge TPU."""
+    from tfmobile import models
+
+    if FLAGS.io_type not in (None, "uint8"):
+        raise cli.UsageError(f"--edgetpu uses uint8 input and output (the Edge TPU's own "
+                             f"interface); drop --io_type {FLAGS.io_type}")
+    if FLAGS.denylist:
+        raise cli.UsageError("--edgetpu cannot keep ops in float: the Edge TPU runs 8-bit ops "
+                             "only, and the first float op sends the rest to the CPU; drop --denylist")
+    try:
+        entry = models.entry(name)
+    except ValueError as err:
+        raise cli.UsageError(str(err)) from None
+    args = dict(model_args)
+    for key, value in entry.edgetpu_variant.items():
+        if not FLAGS[key].present:
+            args[key] = value
+    hard_swish = name.startswith("mobilenet_v3") and not args.get("minimalistic")
+    if hard_swish and not FLAGS.expand_hard_swish:
+        raise cli.UsageError("--noexpand_hard_swish keeps HARD_SWISH, which the Edge TPU does not "
+                             "run; drop it (or build --minimalistic)")
+    return args
 
 
 def check_output_dir(path: str) -> pathlib.Path:
@@ -96,7 +131,29 @@ def print_summary(stem, report, tflite_path, report_path) -> None:
         worst = ", ".join(f"{r['tensor'].split(';')[0].rsplit('/', 2)[-2]} ({r['op']}) "
                           f"{r['sqnr_db']:.1f} dB" for r in report["layer_errors"][:3])
         print(f"  worst layers by SQNR: {worst}")
+    if report.get("edgetpu"):
+        print_edgetpu_summary(report["edgetpu"])
     print(f"  report: {report_path}")
+
+
+def print_edgetpu_summary(section: dict) -> None:
+    analysis, compiler = section["analysis"], section["compiler"]
+    first = next(iter(analysis["ops"]), None)
+    print(f"  Edge TPU (offline analysis): {analysis['edgetpu_operations']} of "
+          f"{analysis['total_operations']} ops map"
+          + (f"; op {first['index']} {first['operator']} stays on the CPU: {first['reason']}"
+             if first else ", all of them"))
+    if not compiler["ran"]:
+        print(f"  Edge TPU compiler: not run: {compiler['reason']}")
+    elif not compiler["compiled"]:
+        print(f"  Edge TPU compiler: FAILED: {compiler['reason']}")
+    else:
+        log = compiler["log"]
+        differs = section["analysis_vs_compiler"]
+        print(f"  Edge TPU compiler {compiler['version']}: {compiler['model']}, "
+              f"{log['edgetpu_operations']} ops on the Edge TPU, {log['cpu_operations']} on the "
+              f"CPU; " + ("agrees with the analysis" if not differs else
+                          f"differs from the analysis in {len(differs)} row(s) (see the report)"))
 
 
 def main(argv):
@@ -108,13 +165,15 @@ def main(argv):
     from converters import pipeline
 
     model_args = cli.model_args(FLAGS)
+    if FLAGS.edgetpu:
+        model_args = edgetpu_profile(FLAGS.model, model_args)
     try:
         image_set = sources.load(FLAGS.calibration)
     except sources.SourceError as err:
         raise cli.UsageError(str(err)) from None
     request = pipeline.Request(
         mode=mode,
-        io_type=FLAGS.io_type,
+        io_type="uint8" if FLAGS.edgetpu else FLAGS.io_type,
         per_tensor=FLAGS.per_tensor,
         calibration_samples=FLAGS.calibration_samples,
         eval_samples=FLAGS.eval_samples,
@@ -126,12 +185,13 @@ def main(argv):
     try:
         tflite_path, report_path, report = convert_zoo_model(
             FLAGS.model, model_args, request, out_dir, weights=FLAGS.weights,
-            image_set=image_set, verbose=FLAGS.verbose)
+            image_set=image_set, verbose=FLAGS.verbose, edgetpu=FLAGS.edgetpu)
     except ConversionError as err:
         print(f"tfmobile.convert: conversion failed: {err}", file=sys.stderr)
         return 1
     print_summary(tflite_path.stem, report, tflite_path, report_path)
-    return 0
+    compiler = (report.get("edgetpu") or {}).get("compiler", {})
+    return 1 if compiler.get("ran") and not compiler.get("compiled") else 0
 
 
 if __name__ == "__main__":

@@ -43,6 +43,7 @@ def resolve(spec: BlockSpec, in_ch: int, net: NetworkSpec) -> Block:
         residual=spec.residual,
         groups=spec.groups,
         input_groups=spec.groups if spec.input_groups is None else spec.input_groups,
+        split_groups=spec.split_groups,
     )
 
 

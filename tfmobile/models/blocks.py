@@ -9,6 +9,7 @@ zero-padding the Keras applications insert, and it leaves the TFLite graph witho
 from __future__ import annotations
 
 import dataclasses
+import functools
 import math
 
 import keras
@@ -55,6 +56,7 @@ class Block:
     residual: bool = True
     groups: int = 1
     input_groups: int = 1
+    split_groups: bool = False  # see conv_bn
 
 
 def activation(x, act: str | None, name: str):
@@ -69,11 +71,18 @@ def activation(x, act: str | None, name: str):
     raise ValueError(f"unknown activation {act!r}")
 
 
-def conv_bn(x, filters, kernel, stride, act, name, groups=1):
-    x = layers.Conv2D(
-        filters, kernel, strides=stride, padding="same", groups=groups, use_bias=False,
-        kernel_initializer=HeNormal(), name=name,
-    )(x)
+def conv_bn(x, filters, kernel, stride, act, name, groups=1, split_groups=False):
+    """Conv + BN + activation. `split_groups` writes a grouped conv as one conv per group between
+    a SPLIT and a CONCATENATION: the same function and weights, in ops the Edge TPU compiler
+    maps (TFLite's single grouped CONV_2D is newer than the compiler)."""
+    conv = functools.partial(layers.Conv2D, kernel_size=kernel, strides=stride, padding="same",
+                             use_bias=False, kernel_initializer=HeNormal())
+    if split_groups and groups > 1:
+        parts = ChannelSplit(groups, name=f"{name}_split")(x)
+        x = layers.Concatenate(name=f"{name}_concat")(
+            [conv(filters // groups, name=f"{name}_g{i}")(part) for i, part in enumerate(parts)])
+    else:
+        x = conv(filters, groups=groups, name=name)(x)
     x = layers.BatchNormalization(epsilon=BN_EPSILON, name=f"{name}_bn")(x)
     return activation(x, act, f"{name}_act")
 
@@ -122,14 +131,21 @@ class ChannelShuffle(layers.Layer):
 
 @keras.saving.register_keras_serializable("tfmobile")
 class ChannelSplit(layers.Layer):
-    """Splits the channels in two halves (ShuffleNet V2); becomes one SPLIT op in TFLite."""
+    """Splits the channels in equal parts (halves in ShuffleNet V2); one SPLIT op in TFLite."""
+
+    def __init__(self, parts: int = 2, **kwargs):
+        super().__init__(**kwargs)
+        self.parts = parts
 
     def call(self, x):
-        return ops.split(x, 2, axis=-1)
+        return ops.split(x, self.parts, axis=-1)
 
     def compute_output_shape(self, input_shape):
-        half = (*input_shape[:-1], input_shape[-1] // 2)
-        return [half, half]
+        part = (*input_shape[:-1], input_shape[-1] // self.parts)
+        return [part] * self.parts
+
+    def get_config(self):
+        return {**super().get_config(), "parts": self.parts}
 
 
 # ---------------------------------------------------------------------------------------------
@@ -194,7 +210,7 @@ def shufflenet_v1_unit(x, b: Block, name: str):
     in_filters = x.shape[-1]
     bottleneck = b.filters // 4
     branch_out = b.filters - in_filters if b.stride == 2 else b.filters
-    y = conv_bn(x, bottleneck, 1, 1, "RE", f"{name}_gconv1", groups=b.input_groups)
+    y = conv_bn(x, bottleneck, 1, 1, "RE", f"{name}_gconv1", b.input_groups, b.split_groups)
     if b.input_groups > 1:
         y = ChannelShuffle(b.input_groups, name=f"{name}_shuffle")(y)
     y = depthwise_bn(y, 3, b.stride, None, f"{name}_dw")
@@ -202,10 +218,10 @@ def shufflenet_v1_unit(x, b: Block, name: str):
         # relu(concat(pool(x), y)) == concat(pool(x), relu(y)): x comes out of a ReLU, so its
         # average is never negative. Written this way the ReLU fuses into the conv; a RELU
         # after the concat has no int8 XNNPACK kernel and split the graph.
-        y = conv_bn(y, branch_out, 1, 1, "RE", f"{name}_gconv2", groups=b.groups)
+        y = conv_bn(y, branch_out, 1, 1, "RE", f"{name}_gconv2", b.groups, b.split_groups)
         shortcut = layers.AveragePooling2D(3, strides=2, padding="same", name=f"{name}_pool")(x)
         return layers.Concatenate(name=f"{name}_concat")([shortcut, y])
-    y = conv_bn(y, branch_out, 1, 1, None, f"{name}_gconv2", groups=b.groups)
+    y = conv_bn(y, branch_out, 1, 1, None, f"{name}_gconv2", b.groups, b.split_groups)
     y = layers.Add(name=f"{name}_add")([x, y])
     return layers.ReLU(name=f"{name}_out")(y)
 

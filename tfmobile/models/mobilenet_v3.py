@@ -72,13 +72,15 @@ def _spec(name, blocks, hidden, alpha, is_minimalistic):
 
 
 VARIANTS = {"minimalistic": (False, True)}
+# Google's Edge TPU releases of V3 are the minimalistic ones: no SE, no hard-swish, 3x3 only.
+EDGETPU_VARIANT = {"minimalistic": True}
 # Keras's V3 rescales [0, 255] inputs itself by default; the zoo takes [-1, 1] like V1/V2.
 KERAS_FIXED = {"include_preprocessing": False}
 PAPER = "Searching for MobileNetV3 (arXiv 1905.02244)"
 
 
 @register(
-    "mobilenet_v3_large", paper=PAPER, variants=VARIANTS,
+    "mobilenet_v3_large", paper=PAPER, variants=VARIANTS, edgetpu_variant=EDGETPU_VARIANT,
     keras_application=keras_factory(keras.applications.MobileNetV3Large, **KERAS_FIXED),
 )
 def mobilenet_v3_large(alpha: float, minimalistic: bool = False) -> NetworkSpec:
@@ -86,7 +88,7 @@ def mobilenet_v3_large(alpha: float, minimalistic: bool = False) -> NetworkSpec:
 
 
 @register(
-    "mobilenet_v3_small", paper=PAPER, variants=VARIANTS,
+    "mobilenet_v3_small", paper=PAPER, variants=VARIANTS, edgetpu_variant=EDGETPU_VARIANT,
     keras_application=keras_factory(keras.applications.MobileNetV3Small, **KERAS_FIXED),
 )
 def mobilenet_v3_small(alpha: float, minimalistic: bool = False) -> NetworkSpec:

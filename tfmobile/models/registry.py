@@ -28,6 +28,8 @@ class ModelEntry:
     widths: tuple[float, ...] | None = None  # the only alphas the network comes in, if fixed
     # Builds the equivalent keras.applications model (for published weights and checks).
     keras_application: Callable[..., keras.Model] | None = None
+    # The variant `tfmobile.convert --edgetpu` builds: the one every op of which maps.
+    edgetpu_variant: Mapping[str, object] = dataclasses.field(default_factory=dict)
 
     def defaults(self) -> dict:
         return {k: values[0] for k, values in self.variants.items()}
@@ -49,10 +51,12 @@ def keras_factory(application, **fixed) -> Callable[..., keras.Model]:
     return make
 
 
-def register(name, *, paper, variants=None, widths=None, keras_application=None):
+def register(name, *, paper, variants=None, widths=None, keras_application=None,
+             edgetpu_variant=None):
     def wrap(make_spec):
         _REGISTRY[name] = ModelEntry(
-            name, make_spec, paper, dict(variants or {}), widths, keras_application
+            name, make_spec, paper, dict(variants or {}), widths, keras_application,
+            dict(edgetpu_variant or {}),
         )
         return make_spec
 

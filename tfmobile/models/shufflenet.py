@@ -24,9 +24,10 @@ V2_WIDTHS = {
 @register(
     "shufflenet_v1",
     paper="ShuffleNet: An Extremely Efficient CNN for Mobile Devices (arXiv 1707.01083)",
-    variants={"groups": (3, 1, 2, 4, 8)},
+    variants={"groups": (3, 1, 2, 4, 8), "split_groups": (False, True)},
+    edgetpu_variant={"split_groups": True},
 )
-def shufflenet_v1(alpha: float, groups: int = 3) -> NetworkSpec:
+def shufflenet_v1(alpha: float, groups: int = 3, split_groups: bool = False) -> NetworkSpec:
     c2, c3, c4 = V1_STAGE_WIDTHS[groups]
     blocks = decode(
         "block        k  c   n  s",
@@ -40,6 +41,7 @@ def shufflenet_v1(alpha: float, groups: int = 3) -> NetworkSpec:
             ("shuffle_v1", 3, c4,  4, 2),
         ],
         groups=groups,
+        split_groups=split_groups,
     )
     # Widths stay multiples of 4g: the bottleneck (a quarter) must split into g groups.
     step = 4 * groups

@@ -54,6 +54,7 @@ class BlockSpec:
     residual: bool = True  # add the input back where shapes allow
     groups: int = 1
     input_groups: int | None = None  # groups of the block's first 1x1 conv, if not `groups`
+    split_groups: bool = False  # grouped convs as SPLIT + one conv per group + CONCATENATION
     scale: str = "alpha"
 
     def __post_init__(self):

@@ -74,7 +74,28 @@ def check_weights_arg(entry: ModelEntry, weights, num_classes: int) -> None:
         raise ValueError(f"weights file {os.fspath(weights)!r} does not exist")
 
 
+def split_grouped(src: keras.Model, dst: keras.Model) -> None:
+    """Copies a model's weights into its split_groups twin: each grouped conv `name` of `src`
+    gives its output channels, group by group, to `name_g0`, `name_g1`, ... of `dst`."""
+    by_name = {layer.name: layer for layer in _weighted_layers(src)}
+    for layer in _weighted_layers(dst):
+        if layer.name in by_name:
+            layer.set_weights(by_name[layer.name].get_weights())
+            continue
+        grouped, _, index = layer.name.rpartition("_g")
+        kernel = by_name[grouped].get_weights()[0]
+        width = kernel.shape[-1] // by_name[grouped].groups
+        layer.set_weights([kernel[..., int(index) * width:(int(index) + 1) * width]])
+
+
 def load(model: keras.Model, entry: ModelEntry, weights, **build_args) -> None:
+    if build_args.get("split_groups"):
+        # Weights are trained and saved with grouped convs: load them there, then split.
+        from tfmobile.models.registry import build
+
+        split_grouped(build(entry.name, weights=weights, **{**build_args, "split_groups": False}),
+                      model)
+        return
     if weights != "imagenet":
         try:
             model.load_weights(os.fspath(weights))
