@@ -34,6 +34,7 @@ class Request:
     debug_quantization: bool = False
     debug_samples: int = 32
     expand_hard_swish: bool = True  # int8: HARD_SWISH as ADD/MUL, inside XNNPACK (rewrite.py)
+    float_depthwise: bool = True  # dynamic: depthwise filters float32, inside XNNPACK (rewrite.py)
 
 
 @dataclasses.dataclass
@@ -104,6 +105,8 @@ def convert(
                                 "samples": len(cal_batch), "expanded_with_crops_and_flips": cal_expanded}
         else:
             content = tflite.convert_saved_model(saved_model, request.mode)
+            if request.mode == "dynamic" and request.float_depthwise:
+                content, depthwise_in_float = rewrite.float_depthwise_weights(content)
     conversion_seconds = time.perf_counter() - started
 
     facts = report.graph_facts(content)
@@ -121,6 +124,11 @@ def convert(
             "denylisted_ops": request.denylisted_ops,
             "denylisted_nodes": request.denylisted_nodes,
             "kept_in_float": facts["float_ops"] if (request.denylisted_ops or request.denylisted_nodes) else [],
+        }
+    if request.mode == "dynamic":
+        quantization = {
+            "weights": "int8, per channel; activations float, quantized on the fly",
+            "depthwise_filters_in_float32": depthwise_in_float if request.float_depthwise else 0,
         }
     result_report = {
         "conversion": {

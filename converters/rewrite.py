@@ -1,4 +1,7 @@
-"""Rewrites of converted int8 graphs that keep their function and their quantization.
+"""Rewrites of converted graphs that keep their function and keep them inside XNNPACK.
+
+`float_depthwise_weights` (dynamic range) is described where it stands. `expand_hard_swish`
+(full int8):
 
 int8 HARD_SWISH has no XNNPACK kernel: every one hands the tensor back to the reference
 kernels and splits the graph (MobileNet V3-Small int8: 20 partitions, 3x slower than its float
@@ -114,3 +117,36 @@ def expand_hard_swish(content: bytes) -> tuple[bytes, int]:
         ]
     graph.operators = operators
     return litert.write_model(model), len(targets)
+
+
+def float_depthwise_weights(content: bytes) -> tuple[bytes, int]:
+    """A dynamic-range model with its depthwise filters stored as float32 (their int8 values
+    times their scales, so every product is the one the int8 filter stood for).
+
+    XNNPACK takes dynamic-range (int8-weight) CONV_2D and FULLY_CONNECTED but not
+    DEPTHWISE_CONV_2D: each one left the delegate and split the graph (MobileNet V1: 12
+    partitions). Depthwise filters are k*k*C weights, a few percent of the file, so the model
+    barely grows. Returns the model and how many filters changed (0: the bytes come back).
+    """
+    schema = _schema()
+    model = litert.read_model(content)
+    graph = model.subgraphs[0]
+    names = [litert.op_name(code) for code in model.operatorCodes]
+    changed = 0
+    for op in graph.operators:
+        if names[op.opcodeIndex] != "DEPTHWISE_CONV_2D":
+            continue
+        x, filt = graph.tensors[op.inputs[0]], graph.tensors[op.inputs[1]]
+        if x.type != schema.TensorType.FLOAT32 or filt.type != schema.TensorType.INT8:
+            continue
+        values = np.frombuffer(model.buffers[filt.buffer].data.tobytes(), np.int8).reshape(filt.shape)
+        quant = filt.quantization
+        axis_shape = [1] * values.ndim
+        if len(quant.scale) > 1:  # per channel, along quantizedDimension (the last, C)
+            axis_shape[quant.quantizedDimension] = len(quant.scale)
+        scale = np.asarray(quant.scale, np.float32).reshape(axis_shape)
+        weights = values.astype(np.float32) * scale
+        model.buffers[filt.buffer].data = np.frombuffer(weights.tobytes(), np.uint8)
+        filt.type, filt.quantization = schema.TensorType.FLOAT32, None
+        changed += 1
+    return (litert.write_model(model), changed) if changed else (content, 0)

@@ -63,6 +63,12 @@ def test_other_modes(tmp_path, args, input_dtype, integer):
     assert report["artifact"]["io"]["input"]["dtype"] == input_dtype
     assert report["artifact"]["fully_integer"] is integer
     assert report["fidelity"]["top1_agreement"] >= 0.5
+    run = report["artifact"]["execution"]
+    assert run["partitions"] == 1
+    # uint8 in and out: the two QUANTIZE ops to and from int8 stay outside XNNPACK.
+    assert run["ops_outside_delegate"] == ({"QUANTIZE": 2} if input_dtype == "uint8" else {})
+    if "--dynamic" in args:
+        assert report["conversion"]["quantization"]["depthwise_filters_in_float32"] > 0
 
 
 def test_denylist_and_debug_quantization(tmp_path):

@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from converters import litert, tflite
+from converters import litert, report, rewrite, tflite
 from tfmobile import models
 
 from helpers import randomize
@@ -23,6 +23,7 @@ def test_float_tflite_runs_in_litert_like_keras(name, args, photo_batch):
     assert max(litert.tensor_ranks(content)) <= 4  # 5-D channel shuffles would show here
     interpreter = litert.load(content)
     assert tuple(interpreter.get_input_details()[0]["shape"]) == (1, 96, 96, 3)
+    assert report.execution(interpreter)["partitions"] == 1  # the whole graph in XNNPACK
     images = photo_batch(96)[:4]
     expected = model.predict(images, verbose=0)
     got = litert.run(interpreter, images)
@@ -31,19 +32,28 @@ def test_float_tflite_runs_in_litert_like_keras(name, args, photo_batch):
     np.testing.assert_allclose(got, expected, rtol=1e-4, atol=1e-3 * np.abs(expected).max())
 
 
-@pytest.mark.parametrize("mode", ["float16", "dynamic"])
-def test_reduced_precision_float_modes_run(mode, photo_batch):
-    model = randomize(
-        models.build("mobilenet_v2", alpha=0.35, input_size=96, classifier_activation=None)
-    )
+@pytest.mark.parametrize("name", models.available())
+def test_float16_and_dynamic_models_run_as_one_xnnpack_partition(name, photo_batch):
+    """Smaller files, the same classifier, and the whole graph in XNNPACK. Dynamic range needs
+    its depthwise filters in float (rewrite.float_depthwise_weights): XNNPACK has no
+    int8-weight depthwise kernel, and each one split the graph."""
+    model = randomize(models.build(name, alpha=0.5, input_size=64, num_classes=10,
+                                   classifier_activation=None))
     float32 = tflite.convert_float(model)
-    reduced = tflite.convert_float(model, mode)
-    assert len(reduced) < 0.6 * len(float32)  # weights stored in 16 or 8 bits
-    images = photo_batch(96)[:2]
-    got = litert.run(litert.load(reduced), images)
-    expected = model.predict(images, verbose=0)
-    # Still the same classifier: the top classes agree with the float32 model.
-    assert (got.argmax(axis=1) == expected.argmax(axis=1)).all()
+    hybrid = tflite.convert_float(model, "dynamic")
+    dynamic, changed = rewrite.float_depthwise_weights(hybrid)
+    # Filters under 1024 weights are never quantized (the converter's threshold); each int8 one
+    # was outside the delegate.
+    assert report.execution(litert.load(hybrid))["ops_outside_delegate"] == (
+        {"DEPTHWISE_CONV_2D": changed} if changed else {})
+    images = photo_batch(64)[:2]
+    expected = model.predict(images, verbose=0).argmax(axis=1)
+    for reduced in (tflite.convert_float(model, "float16"), dynamic):
+        assert len(reduced) < 0.6 * len(float32)  # weights stored in 16 or 8 bits
+        interpreter = litert.load(reduced)
+        assert report.execution(interpreter) == {
+            "delegate": "XNNPACK", "partitions": 1, "ops_outside_delegate": {}}
+        assert (litert.run(interpreter, images).argmax(axis=1) == expected).all()
 
 
 def test_unknown_mode_is_refused():

@@ -51,6 +51,9 @@ flags.DEFINE_string("output_dir", "artifacts", "Where the .tflite and its report
 flags.DEFINE_boolean("expand_hard_swish", True, "--int8: write each HARD_SWISH as ADD/MUL ops "
                      "XNNPACK runs (int8 HARD_SWISH splits the graph and runs 3x slower); "
                      "--noexpand_hard_swish keeps the op, e.g. for an NPU that has it.")
+flags.DEFINE_boolean("float_depthwise", True, "--dynamic: store depthwise filters as float32 "
+                     "(their int8 values dequantized): XNNPACK has no int8-weight depthwise "
+                     "kernel, and each one split the graph; costs a few percent of file size.")
 flags.DEFINE_boolean("debug_quantization", False, "--int8: add the QuantizationDebugger's "
                      "per-layer error table to the report and print its worst layers.")
 flags.DEFINE_list("denylist", [], "--int8: what to keep in float, comma-separated: op types "
@@ -72,6 +75,8 @@ def mode_from_flags() -> str:
         for name in ("io_type", "per_tensor", "debug_quantization", "denylist", "expand_hard_swish"):
             if FLAGS[name].present:
                 raise cli.UsageError(f"--{name} applies to --int8 models only")
+    if mode != "dynamic" and FLAGS["float_depthwise"].present:
+        raise cli.UsageError("--float_depthwise applies to --dynamic models only")
     return mode
 
 
@@ -181,6 +186,7 @@ def main(argv):
         denylisted_nodes=[d for d in FLAGS.denylist if not d.isupper()],
         debug_quantization=FLAGS.debug_quantization,
         expand_hard_swish=FLAGS.expand_hard_swish,
+        float_depthwise=FLAGS.float_depthwise,
     )
     try:
         tflite_path, report_path, report = convert_zoo_model(
