@@ -14,6 +14,8 @@ import math
 
 import keras
 
+from tfmobile.models.blocks import PaddedAveragePool
+
 
 @dataclasses.dataclass(frozen=True)
 class LayerStats:
@@ -69,6 +71,8 @@ def _macs(layer, output_shape) -> int:
 def _pool_ops(layer, output_shape) -> int:
     if isinstance(layer, (keras.layers.MaxPooling2D, keras.layers.AveragePooling2D)):
         return math.prod(output_shape[1:]) * math.prod(layer.pool_size)
+    if isinstance(layer, PaddedAveragePool):
+        return math.prod(output_shape[1:]) * layer.pool_size**2
     if isinstance(layer, keras.layers.GlobalAveragePooling2D):
         return math.prod(layer.input.shape[1:])
     return 0

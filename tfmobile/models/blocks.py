@@ -130,6 +130,33 @@ class ChannelShuffle(layers.Layer):
 
 
 @keras.saving.register_keras_serializable("tfmobile")
+class PaddedAveragePool(layers.Layer):
+    """Average pooling that counts the zero padding, as the ShuffleNet authors' release pools
+    (PyTorch AvgPool2d's count_include_pad): a depthwise conv with a constant 1/k^2 filter.
+
+    Keras's AveragePooling2D averages the valid pixels only, and LiteRT's XNNPACK has no int8
+    AVERAGE_POOL_2D: each one left the delegate and split ShuffleNet V1's int8 graph in four.
+    1/k^2 is exact on int8's per-channel grid, and there are no weights to train or save.
+    """
+
+    def __init__(self, pool_size: int = 3, strides: int = 2, **kwargs):
+        super().__init__(**kwargs)
+        self.pool_size, self.strides = pool_size, strides
+
+    def call(self, x):
+        k = self.pool_size
+        kernel = ops.full((k, k, x.shape[-1], 1), 1.0 / (k * k), dtype=x.dtype)
+        return ops.depthwise_conv(x, kernel, strides=self.strides, padding="same")
+
+    def compute_output_shape(self, input_shape):
+        n, h, w, c = input_shape
+        return (n, -(-h // self.strides), -(-w // self.strides), c)
+
+    def get_config(self):
+        return {**super().get_config(), "pool_size": self.pool_size, "strides": self.strides}
+
+
+@keras.saving.register_keras_serializable("tfmobile")
 class ChannelSplit(layers.Layer):
     """Splits the channels in equal parts (halves in ShuffleNet V2); one SPLIT op in TFLite."""
 
@@ -203,9 +230,9 @@ def _residual(shortcut, x, b: Block, name: str):
 def shufflenet_v1_unit(x, b: Block, name: str):
     """ShuffleNet V1: 1x1 group conv, shuffle, 3x3 depthwise (no act), 1x1 group conv, merge.
 
-    Stride 1 adds the input back; stride 2 concatenates a 3x3 average-pooled shortcut, so the
-    residual branch makes only the missing out - in channels. The bottleneck is a quarter of
-    the unit's output width.
+    Stride 1 adds the input back; stride 2 concatenates a 3x3 average-pooled shortcut (zero
+    padding counted, as the authors' release pools), so the residual branch makes only the
+    missing out - in channels. The bottleneck is a quarter of the unit's output width.
     """
     in_filters = x.shape[-1]
     bottleneck = b.filters // 4
@@ -219,7 +246,7 @@ def shufflenet_v1_unit(x, b: Block, name: str):
         # average is never negative. Written this way the ReLU fuses into the conv; a RELU
         # after the concat has no int8 XNNPACK kernel and split the graph.
         y = conv_bn(y, branch_out, 1, 1, "RE", f"{name}_gconv2", b.groups, b.split_groups)
-        shortcut = layers.AveragePooling2D(3, strides=2, padding="same", name=f"{name}_pool")(x)
+        shortcut = PaddedAveragePool(3, strides=2, name=f"{name}_pool")(x)
         return layers.Concatenate(name=f"{name}_concat")([shortcut, y])
     y = conv_bn(y, branch_out, 1, 1, None, f"{name}_gconv2", b.groups, b.split_groups)
     y = layers.Add(name=f"{name}_add")([x, y])
