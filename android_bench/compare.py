@@ -16,7 +16,26 @@ import re
 from tfmobile import atomic
 
 COLUMNS = ["model", "mode", "MACs (M)", "params (M)", "size (MB)", "latency (ms)", "p90 (ms)",
-           "std (ms)", "statistic", "vs baseline", "int8 speed-up"]
+           "std (ms)", "statistic", "partitions", "vs baseline", "int8 speed-up"]
+
+
+def partitions(metrics: dict) -> str:
+    """'1', or '4 (CPU: AVERAGE_POOL_2D 3)': the delegate's partitions and the ops it left to
+    the builtin kernels (device runner cells; benchmark_model does not say)."""
+    count, outside = metrics.get("partitions"), metrics.get("ops_outside_delegate") or {}
+    if count is None:
+        return ""
+    if not outside:
+        return str(count)
+    return f"{count} (CPU: " + ", ".join(f"{op} {n}" for op, n in outside.items()) + ")"
+
+
+def on_edgetpu(metrics: dict) -> str:
+    """Whether the Edge TPU ran the model: its delegate took edgetpu-custom-op nodes."""
+    ops = metrics.get("edgetpu_ops")
+    if ops is None:
+        return ""
+    return f"yes ({ops} custom op{'s' if ops != 1 else ''})" if ops else "no"
 
 
 def latest_ok(records: list[dict]) -> list[dict]:
@@ -68,9 +87,12 @@ def table_rows(records: list[dict], baseline: str | None = None,
             "p90 (ms)": f"{stats['p90']:.2f}" if stats.get("p90") is not None else "",
             "std (ms)": f"{stats['std']:.2f}" if stats.get("std") is not None else "",
             "statistic": record["metrics"].get("latency_statistic", ""),
+            "partitions": partitions(record["metrics"]),
             "vs baseline": f"{_latency(base) / latency:.2f}x" if base else "",
             "int8 speed-up": f"{_latency(twin) / latency:.2f}x" if twin else "",
         }
+        if record["config"]["delegate"] == "edgetpu":
+            row["on Edge TPU"] = on_edgetpu(record["metrics"])
         if accuracy:
             row["top-1"] = f"{accuracy[model['name']]:.1%}" if model["name"] in accuracy else ""
         rows.append(row)

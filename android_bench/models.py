@@ -13,6 +13,7 @@ import dataclasses
 import hashlib
 import json
 import pathlib
+import re
 
 
 @dataclasses.dataclass(frozen=True)
@@ -25,25 +26,44 @@ class Model:
     architecture: str | None
     macs: int | None
     params: int | None
+    compiled_for: str | None = None  # "edgetpu": holds edgetpu-custom-op (edgetpu_compiler's)
 
     def describe(self) -> dict:
         return {"path": str(self.path), "name": self.name, "sha256": self.sha256,
                 "size_bytes": self.size_bytes, "mode": self.mode,
-                "architecture": self.architecture, "macs": self.macs, "params": self.params}
+                "architecture": self.architecture, "macs": self.macs, "params": self.params,
+                "compiled_for": self.compiled_for}
+
+
+EDGETPU_SUFFIX = "_edgetpu"  # edgetpu_compiler writes X.tflite to X_edgetpu.tflite
+EDGETPU_OP = b"edgetpu-custom-op"
 
 
 def _mode_from_name(stem: str) -> str | None:
+    stem = re.sub(r"(_u?int8_io|_float32_io)?(_edgetpu)?$", "", stem)
     suffix = stem.rsplit("_", 1)[-1]
     return suffix if suffix in ("float32", "float16", "dynamic", "int8") else None
 
 
+def report_for(path: pathlib.Path) -> dict:
+    """The converter's report beside a `.tflite`; for a compiled `X_edgetpu.tflite`, the one
+    of the `X.tflite` it was compiled from (same network, MACs and quantization)."""
+    candidates = [path.with_suffix(".json")]
+    if path.stem.endswith(EDGETPU_SUFFIX):
+        candidates.append(path.with_name(path.stem[:-len(EDGETPU_SUFFIX)] + ".json"))
+    for candidate in candidates:
+        if candidate.exists():
+            return json.loads(candidate.read_text())
+    return {}
+
+
 def from_file(path: pathlib.Path) -> Model:
-    """A `.tflite` and, when the converter wrote one beside it, its report."""
+    """A `.tflite` and, when the converter wrote one beside it (or beside the model it was
+    compiled from), its report."""
     content = path.read_bytes()
     if content[4:8] != b"TFL3":
         raise ValueError(f"{path} is not a .tflite model (no TFL3 identifier)")
-    report_path = path.with_suffix(".json")
-    report = json.loads(report_path.read_text()) if report_path.exists() else {}
+    report = report_for(path)
     model_info = report.get("model", {})
     return Model(
         path=path,
@@ -54,6 +74,8 @@ def from_file(path: pathlib.Path) -> Model:
         architecture=model_info.get("name"),
         macs=model_info.get("macs"),
         params=model_info.get("params"),
+        # The custom op's name is a string in the flatbuffer: no need to parse the model.
+        compiled_for="edgetpu" if EDGETPU_OP in content else None,
     )
 
 

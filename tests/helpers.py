@@ -33,3 +33,25 @@ def randomize(model: keras.Model, seed: int = 0) -> keras.Model:
             values += [rng.normal(0, 0.1, w.shape) for w in rest]
             layer.set_weights(values)
     return model
+
+
+def as_compiled_for_edgetpu(content: bytes) -> bytes:
+    """An int8 .tflite as edgetpu_compiler leaves one: every op but the last replaced by a
+    single edgetpu-custom-op (with empty code: only an Edge TPU could run it), the last op
+    left to the CPU."""
+    from ai_edge_litert import schema_py_generated as schema
+
+    from converters import litert
+
+    model = litert.read_model(content)
+    graph = model.subgraphs[0]
+    code = schema.OperatorCodeT()
+    code.builtinCode = code.deprecatedBuiltinCode = schema.BuiltinOperator.CUSTOM
+    code.customCode, code.version = "edgetpu-custom-op", 1
+    model.operatorCodes.append(code)
+    custom = schema.OperatorT()
+    custom.opcodeIndex = len(model.operatorCodes) - 1
+    custom.inputs, custom.outputs = list(graph.inputs), [graph.operators[-1].inputs[0]]
+    custom.customOptions = list(b"stand-in")
+    graph.operators = [custom, graph.operators[-1]]
+    return litert.write_model(model)

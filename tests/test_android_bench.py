@@ -18,6 +18,7 @@ import time
 
 import pytest
 
+from helpers import as_compiled_for_edgetpu
 from standins import sshd
 from standins.adbd import AdbDaemon
 
@@ -173,6 +174,22 @@ def test_linux_board_over_ssh(tmp_path, tflite_files):
         assert [r["status"] for r in found] == ["ok", "ok"]
         assert all(r["runner"] == "device_runner" and r["metrics"]["latency_ms"]["p90"] > 0
                    for r in found)
+
+        # The Edge TPU delegate on a board without the Edge TPU runtime: the cell fails with
+        # what to install, the CPU cell beside it still runs.
+        int8 = next(f for f in tflite_files if f.endswith("_int8.tflite"))
+        result = bench("run", "--models", int8, "--targets", f"ssh:{board.spec}", *ssh_flags,
+                       *QUICK, "--delegates", "xnnpack,edgetpu",
+                       "--results", str(tmp_path / "edgetpu.jsonl"))
+        assert result.returncode == 1
+        assert "2 cells on 1 target(s): 1 ok, 1 failed" in result.stdout
+        by_delegate = {r["config"]["delegate"]: r for r in records(tmp_path / "edgetpu.jsonl")}
+        assert by_delegate["xnnpack"]["status"] == "ok"
+        reason = by_delegate["edgetpu"]["reason"]
+        assert "libedgetpu.so.1 is missing" in reason and "apt-get install libedgetpu1-std" in reason
+        assert f"failed: ssh:{board.spec} {pathlib.Path(int8).stem}: {reason}" in (
+            result.stdout + result.stderr)
+        assert "Traceback" not in result.stderr
     finally:
         board.stop()
     # With the board gone: failed cells with the reason, no traceback.
@@ -182,6 +199,41 @@ def test_linux_board_over_ssh(tmp_path, tflite_files):
     last = records(tmp_path / "results.jsonl")[-1]
     assert last["status"] == "failed" and "Connection refused" in last["reason"]
     assert "Traceback" not in result.stderr
+
+
+def test_a_compiled_edgetpu_model_carries_the_report_it_was_compiled_from(tflite_files, tmp_path):
+    from android_bench import compare, models
+
+    int8 = pathlib.Path(next(f for f in tflite_files if f.endswith("_int8.tflite")))
+    compiled = tmp_path / f"{int8.stem}_edgetpu.tflite"  # edgetpu_compiler's name for it
+    compiled.write_bytes(as_compiled_for_edgetpu(int8.read_bytes()))
+    with pytest.raises(FileNotFoundError):
+        (tmp_path / f"{int8.stem}.json").read_text()  # only the source's report, beside it
+    (tmp_path / f"{int8.stem}.json").write_bytes(int8.with_suffix(".json").read_bytes())
+
+    model, source = models.from_file(compiled), models.from_file(int8)
+    assert model.compiled_for == "edgetpu" and source.compiled_for is None
+    assert (model.mode, model.macs, model.architecture) == ("int8", source.macs, source.architecture)
+    assert model.name == f"{int8.stem}_edgetpu" and model.sha256 != source.sha256
+
+    # In the comparison, the Edge TPU cell says whether the Edge TPU ran it.
+    def record(delegate, name, metrics):
+        return {"key": delegate + name, "status": "ok", "target": {"name": "ssh:coral"},
+                "config": {"delegate": delegate, "threads": 1},
+                "model": {**model.describe(), "name": name},
+                "metrics": {"latency_ms": {"median": 3.0}, **metrics}}
+
+    rows = {row["model"]: row for row in compare.table_rows([
+        record("edgetpu", model.name, {"partitions": 2, "edgetpu_ops": 1,
+                                       "ops_outside_delegate": {"SOFTMAX": 1}}),
+        record("edgetpu", "someone_elses", {"partitions": 1, "edgetpu_ops": 0,
+                                            "ops_outside_delegate": {}}),
+    ])}
+    assert rows[model.name]["on Edge TPU"] == "yes (1 custom op)"
+    assert rows[model.name]["partitions"] == "2 (CPU: SOFTMAX 1)"
+    assert rows["someone_elses"]["on Edge TPU"] == "no"
+    cpu_row, = compare.table_rows([record("xnnpack", int8.stem, {"partitions": 1})])
+    assert "on Edge TPU" not in cpu_row and cpu_row["partitions"] == "1"
 
 
 def test_a_model_that_will_not_load_is_a_failed_cell(tmp_path):

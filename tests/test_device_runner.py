@@ -16,6 +16,8 @@ import warnings
 import numpy as np
 import pytest
 
+from helpers import as_compiled_for_edgetpu
+
 RUNNER = pathlib.Path(__file__).resolve().parents[1] / "android_bench" / "device_runner.py"
 
 
@@ -215,25 +217,9 @@ def test_edgetpu_without_the_runtime_says_what_to_install(models, tmp_path):
 
 @pytest.fixture(scope="module")
 def edgetpu_model(models, tmp_path_factory):
-    """The int8 model as edgetpu_compiler leaves one: every op but the last in a single
-    edgetpu-custom-op (an empty stand-in here: only the Edge TPU could run it)."""
-    from ai_edge_litert import schema_py_generated as schema
-
-    from converters import litert
-
-    model = litert.read_model(models["int8"].read_bytes())
-    graph = model.subgraphs[0]
-    code = schema.OperatorCodeT()
-    code.builtinCode = code.deprecatedBuiltinCode = schema.BuiltinOperator.CUSTOM
-    code.customCode, code.version = "edgetpu-custom-op", 1
-    model.operatorCodes.append(code)
-    custom = schema.OperatorT()
-    custom.opcodeIndex = len(model.operatorCodes) - 1
-    custom.inputs, custom.outputs = list(graph.inputs), [graph.operators[-1].inputs[0]]
-    custom.customOptions = list(b"stand-in")
-    graph.operators = [custom, graph.operators[-1]]
+    """The int8 model as edgetpu_compiler leaves one (tests/helpers.py)."""
     path = tmp_path_factory.mktemp("edgetpu") / "cnn_int8_edgetpu.tflite"
-    path.write_bytes(litert.write_model(model))
+    path.write_bytes(as_compiled_for_edgetpu(models["int8"].read_bytes()))
     return path
 
 
