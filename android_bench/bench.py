@@ -229,10 +229,11 @@ class TargetWorker:
         self.on_cell(record)
         return record
 
-    def run_cell(self, key: str, model: Model, config: Config, cooled: dict | None = None) -> dict:
+    def run_cell(self, key: str, model: Model, config: Config, cooled: dict | None = None,
+                 run: dict | None = None) -> dict:
         started = datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")
         if config.delegate not in self.runner.delegates:
-            return self._record(key, model, config, started, "failed", cooldown=cooled,
+            return self._record(key, model, config, started, "failed", cooldown=cooled, run=run,
                                 reason=f"the {self.runner.name} runner has no {config.delegate} "
                                        f"delegate ({', '.join(self.runner.delegates)})")
         remote = self._push_once(model.path, f"{model.sha256[:16]}.tflite")
@@ -242,10 +243,11 @@ class TargetWorker:
             command = f"taskset {mask} {command}"
         result = self.target.shell(f"cd {shlex.quote(self.target.workdir)} && {command}",
                                    timeout=600)
-        raw = self.store.save_raw(key, f"$ {command}\n[exit {result.returncode}]\n"
+        raw_name = key if not run or run["rounds"] == 1 else f"{key}_r{run['round']}"
+        raw = self.store.save_raw(raw_name, f"$ {command}\n[exit {result.returncode}]\n"
                                        f"--- stdout\n{result.stdout}\n--- stderr\n{result.stderr}")
         fields = {"raw_output": raw, "pinning": {"cpu_mask": mask, "note": note},
-                  "cooldown": cooled}
+                  "cooldown": cooled, "run": run}
         try:
             metrics = self.runner.parse(result.stdout, result.stderr, result.returncode, config)
         except CellFailed as err:
@@ -265,21 +267,22 @@ class TargetWorker:
             reason = str(err)
         except Exception as err:  # noqa: BLE001 - every cell still gets its record
             reason = f"harness error while preparing {self.target.name}: {type(err).__name__}: {err}"
-        for index, (key, model, config) in enumerate(cells):
+        for index, (key, model, config, run) in enumerate(cells):
             started = datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")
             if reason:
-                self._record(key, model, config, started, "failed", reason=reason)
+                self._record(key, model, config, started, "failed", reason=reason, run=run)
                 continue
             try:
                 cooled = self.cooldown.wait(self.target) if index else None
-                self.run_cell(key, model, config, cooled)
+                self.run_cell(key, model, config, cooled, run)
             except TargetError as err:
                 # The transport failed: if the target has gone, the rest of its cells fail too.
                 gone = self.target.unreachable()
                 reason = gone
-                self._record(key, model, config, started, "failed", reason=gone or str(err))
+                self._record(key, model, config, started, "failed", reason=gone or str(err),
+                             run=run)
             except Exception as err:  # noqa: BLE001 - a harness bug must not lose the cell
-                self._record(key, model, config, started, "failed",
+                self._record(key, model, config, started, "failed", run=run,
                              reason=f"harness error: {type(err).__name__}: {err}")
         if reason is None:
             self._cleanup()
@@ -292,26 +295,37 @@ class TargetWorker:
 
 
 def plan(targets: list[Target], models: list[Model], configs: list[Config], runners: dict,
-         done: set[str]) -> dict[str, list[tuple[str, Model, Config]]]:
-    """The cells each target still has to run (those not in `done`)."""
+         done: set[str], rounds: int = 1) -> dict[str, list[tuple[str, Model, Config, dict]]]:
+    """The cells each target still has to run (those not in `done`), `rounds` times over.
+
+    Rounds interleave: every cell runs once before any runs again, so a noisy minute on a
+    shared machine (or a phone warming up) touches every model alike instead of one, and the
+    comparison takes each cell's median over the rounds (compare.latest_ok).
+    """
+    run_id = datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")
     cells = {}
     for target in targets:
         runner = runners[target.name]
-        cells[target.name] = [
+        once = [
             (key, model, config)
             for model in models for config in configs
             if (key := cell_key(target.name, model, config, runner.name)) not in done
         ]
+        cells[target.name] = [(key, model, config, {"id": run_id, "round": r, "rounds": rounds})
+                              for r in range(1, rounds + 1) for key, model, config in once]
     return cells
 
 
 def run_matrix(targets: list[Target], models: list[Model], configs: list[Config], runners: dict,
-               store: Store, cooldown: Cooldown, *, resume: bool = False, on_cell=None) -> dict:
-    """Runs every cell; returns {"ok": n, "failed": n, "skipped": n}."""
+               store: Store, cooldown: Cooldown, *, resume: bool = False, rounds: int = 1,
+               on_cell=None) -> dict:
+    """Runs every cell (`rounds` times, interleaved); returns {"ok": n, "failed": n,
+    "skipped": n} counting cell runs."""
     done = store.done_keys() if resume else set()
-    cells = plan(targets, models, configs, runners, done)
+    cells = plan(targets, models, configs, runners, done, rounds)
     counts = {"ok": 0, "failed": 0,
-              "skipped": len(targets) * len(models) * len(configs) - sum(map(len, cells.values()))}
+              "skipped": len(targets) * len(models) * len(configs) * rounds
+              - sum(map(len, cells.values()))}
     lock = threading.Lock()
 
     def count(record):

@@ -45,5 +45,5 @@ def main(argv):
     if not written:
         raise cli.Failure(f"{store.path} has no successful cells to compare")
     for title, stem, text in written:
-        print(f"{text}(also {stem}.csv, {stem}.png)\n")
+        print(f"{text}(also {compare.also_written(stem)})\n")
     return 0

@@ -4,11 +4,18 @@
   python -m android_bench run --models a.tflite,b.tflite --targets adb --threads 1,4 \\
       --delegates xnnpack,gpu --benchmark_binary ~/android_aarch64_benchmark_model
   python -m android_bench run --targets ssh:mendel@coral.local --delegates edgetpu --models m_edgetpu.tflite
+  python -m android_bench run --models @zoo,@fd_mobilenet_paper --rounds 5 --cooldown_s 0
 
-Models are .tflite paths or zoo names (name[:alpha=0.5][:groups=3][:minimalistic]) that the
-converter builds first into --artifacts_dir. Targets: local (this machine), adb (every device
-the adb server lists), adb:SERIAL, ssh:user@host[:port]. Targets run in parallel; the cells of
-one target run one at a time, pinned to its big cores, with a cool-down between them.
+Models are .tflite paths, zoo names (name[:alpha=0.5][:groups=3][:minimalistic]) that the
+converter builds first into --artifacts_dir, stock:NAME for the keras.applications network
+converted the stock way (to time ours against), or @zoo / @fd_mobilenet_paper for the
+benchmark suites (android_bench/suites.py). --rounds N runs every cell N times, interleaved
+(each cell once per round), and compares the median over the rounds: on a shared or warming
+machine that compares models side by side rather than minute by minute.
+
+Targets: local (this machine), adb (every device the adb server lists), adb:SERIAL,
+ssh:user@host[:port]. Targets run in parallel; the cells of one target run one at a time,
+pinned to its big cores, with a cool-down between them.
 
 Android runs TFLite's official benchmark_model binary, pushed to /data/local/tmp/tfmobile:
 download the prebuilt one for the phone's ABI from
@@ -37,8 +44,13 @@ from tfmobile.artifacts import ConversionError
 
 FLAGS = flags.FLAGS
 bench_cli.define_target_flags()
-flags.DEFINE_list("models", ["fd_mobilenet", "mobilenet_v2"], ".tflite files and/or zoo names "
-                  "(name[:alpha=..][:input_size=..][:groups=..][:minimalistic]).")
+flags.DEFINE_list("models", ["fd_mobilenet", "mobilenet_v2"], ".tflite files, zoo names "
+                  "(name[:alpha=..][:input_size=..][:groups=..][:minimalistic]), stock:NAME "
+                  "(keras.applications converted the stock way) and suites (@zoo, "
+                  "@fd_mobilenet_paper).")
+flags.DEFINE_integer("rounds", 1, "Run every cell this many times, interleaved (all cells "
+                     "once per round); the comparison takes the median over the rounds.",
+                     lower_bound=1)
 flags.DEFINE_list("modes", ["float32", "int8"], "Zoo models: the converter modes to build "
                   "(float32, float16, dynamic, int8).")
 flags.DEFINE_integer("input_size", 224, "Zoo models: input size unless the entry gives one.")
@@ -181,17 +193,18 @@ def main(argv):
     except ConversionError as err:
         raise cli.Failure(f"converting a zoo model failed: {err}") from None
 
-    total = len(targets) * len(models) * len(configs)
+    total = len(targets) * len(models) * len(configs) * FLAGS.rounds
     bar, on_cell = _progress(total)
     cooldown = bench.Cooldown(FLAGS.cooldown_s, FLAGS.cooldown_below_c, FLAGS.cooldown_max_s)
     with bar:
         counts = bench.run_matrix(targets, models, configs, runners, store, cooldown,
-                                  resume=FLAGS.resume, on_cell=on_cell)
-    print(f"{total} cells on {len(targets)} target(s): {counts['ok']} ok, {counts['failed']} "
+                                  resume=FLAGS.resume, rounds=FLAGS.rounds, on_cell=on_cell)
+    rounds = f" ({FLAGS.rounds} rounds)" if FLAGS.rounds > 1 else ""
+    print(f"{total} cells{rounds} on {len(targets)} target(s): {counts['ok']} ok, {counts['failed']} "
           f"failed, {counts['skipped']} already done; results: {store.path}")
     if FLAGS.compare:
         out_dir = store.path.parent / "compare"
         for title, stem, text in compare.write_comparison(store.records(), out_dir,
                                                           baseline=FLAGS.baseline):
-            print(f"\n{text}(also {stem}.csv, {stem}.png)")
+            print(f"\n{text}(also {compare.also_written(stem)})")
     return 1 if counts["failed"] else 0

@@ -16,7 +16,9 @@ import re
 from tfmobile import atomic
 
 COLUMNS = ["model", "mode", "MACs (M)", "params (M)", "size (MB)", "latency (ms)", "p90 (ms)",
-           "std (ms)", "statistic", "partitions", "vs baseline", "int8 speed-up"]
+           "std (ms)", "statistic", "rounds", "partitions", "vs baseline", "vs stock",
+           "int8 speed-up"]
+STOCK_PREFIX = "stock_"  # converters/stock.py's artifacts
 
 
 def partitions(metrics: dict) -> str:
@@ -30,6 +32,13 @@ def partitions(metrics: dict) -> str:
     return f"{count} (CPU: " + ", ".join(f"{op} {n}" for op, n in outside.items()) + ")"
 
 
+def spread(rounds: list[float] | None) -> str:
+    """'5 (1.21-1.34)': how many rounds the median is over, and their range."""
+    if not rounds:
+        return ""
+    return f"{len(rounds)} ({min(rounds):.2f}-{max(rounds):.2f})"
+
+
 def on_edgetpu(metrics: dict) -> str:
     """Whether the Edge TPU ran the model: its delegate took edgetpu-custom-op nodes."""
     ops = metrics.get("edgetpu_ops")
@@ -39,13 +48,37 @@ def on_edgetpu(metrics: dict) -> str:
 
 
 def latest_ok(records: list[dict]) -> list[dict]:
-    """The newest successful record of every (target, model, configuration)."""
-    newest = {}
-    for record in records:
+    """The newest successful measurement of every (target, model, configuration).
+
+    A run with --rounds left one record per round; those of the newest run merge into one
+    whose latency statistics are the medians over the rounds (metrics["rounds"] keeps each
+    round's median).
+    """
+    runs: dict[str, list[dict]] = {}
+    for record in records:  # the store is in time order
         if record.get("status") != "ok":
             continue
-        newest[record["key"]] = record  # the store is in time order
-    return list(newest.values())
+        run_id = (record.get("run") or {}).get("id")
+        kept = runs.get(record["key"])
+        if kept and run_id is not None and (kept[-1].get("run") or {}).get("id") == run_id:
+            kept.append(record)
+        else:
+            runs[record["key"]] = [record]
+    return [merge_rounds(found) for found in runs.values()]
+
+
+def merge_rounds(rounds: list[dict]) -> dict:
+    if len(rounds) == 1:
+        return rounds[0]
+    import statistics
+
+    merged = dict(rounds[-1])
+    stats = [r["metrics"]["latency_ms"] for r in rounds]
+    latency = {key: statistics.median(s[key] for s in stats)
+               for key in stats[0] if all(s.get(key) is not None for s in stats)}
+    merged["metrics"] = {**rounds[-1]["metrics"], "latency_ms": latency,
+                         "rounds": [round(_latency(r), 4) for r in rounds]}
+    return merged
 
 
 def _latency(record: dict) -> float:
@@ -77,6 +110,7 @@ def table_rows(records: list[dict], baseline: str | None = None,
         model, stats = record["model"], record["metrics"]["latency_ms"]
         latency = _latency(record)
         twin = by_name.get(float_twin(model["name"]) or "")
+        stock = by_name.get(STOCK_PREFIX + model["name"])
         row = {
             "model": model["name"],
             "mode": model.get("mode") or "",
@@ -87,8 +121,11 @@ def table_rows(records: list[dict], baseline: str | None = None,
             "p90 (ms)": f"{stats['p90']:.2f}" if stats.get("p90") is not None else "",
             "std (ms)": f"{stats['std']:.2f}" if stats.get("std") is not None else "",
             "statistic": record["metrics"].get("latency_statistic", ""),
+            "rounds": spread(record["metrics"].get("rounds")),
             "partitions": partitions(record["metrics"]),
             "vs baseline": f"{_latency(base) / latency:.2f}x" if base else "",
+            # > 1: ours is faster than keras.applications converted the stock way
+            "vs stock": f"{_latency(stock) / latency:.2f}x" if stock else "",
             "int8 speed-up": f"{_latency(twin) / latency:.2f}x" if twin else "",
         }
         if record["config"]["delegate"] == "edgetpu":
@@ -96,6 +133,48 @@ def table_rows(records: list[dict], baseline: str | None = None,
         if accuracy:
             row["top-1"] = f"{accuracy[model['name']]:.1%}" if model["name"] in accuracy else ""
         rows.append(row)
+    return rows
+
+
+def fd_mobilenet_rows(records: list[dict]) -> list[dict]:
+    """The FD-MobileNet paper's speed comparison at equal MFLOPs (android_bench/suites.py),
+    from whichever of its models the records hold: one row per (mode, cost level, peer)."""
+    from android_bench import models, suites
+
+    by_name = {r["model"]["name"]: r for r in records}
+    sizes = sorted({r["model"].get("input_size") for r in records
+                    if r["model"].get("architecture") == "fd_mobilenet"} - {None})
+    modes = sorted({r["model"].get("mode") for r in records} - {None},
+                   key=lambda m: ("float32", "float16", "dynamic", "int8").index(m)
+                   if m in ("float32", "float16", "dynamic", "int8") else 9)
+
+    def find(entry: str, size: int, mode: str) -> dict | None:
+        name, args = models.parse_zoo_entry(entry)
+        return by_name.get(models.artifact_stem(name, {"alpha": 1.0, "input_size": size, **args},
+                                                mode))
+
+    rows = []
+    for size in sizes:
+        for mode in modes:
+            for level in suites.fd_mobilenet_levels(size):
+                fd = find(level.fd_mobilenet, size, mode)
+                if fd is None:
+                    continue
+                for label, entry in level.peers.items():
+                    peer = find(entry, size, mode)
+                    if peer is None:
+                        continue
+                    paper = level.paper_speedup.get(label)
+                    rows.append({
+                        "mode": mode, "MFLOPs (paper)": level.mflops,
+                        "FD-MobileNet": fd["model"]["name"],
+                        "FD MACs (M)": f"{fd['model']['macs'] / 1e6:.1f}",
+                        "FD (ms)": f"{_latency(fd):.2f}",
+                        "peer": label, "peer MACs (M)": f"{peer['model']['macs'] / 1e6:.1f}",
+                        "peer (ms)": f"{_latency(peer):.2f}",
+                        "FD speed-up": f"{_latency(peer) / _latency(fd):.2f}x",
+                        "paper (ARM, NCNN)": f"{paper:.2f}x" if paper else "",
+                    })
     return rows
 
 
@@ -161,6 +240,12 @@ def plot(records: list[dict], title: str, path: pathlib.Path, accuracy: dict | N
     plt.close(fig)
 
 
+def also_written(stem: pathlib.Path) -> str:
+    """The table's other files: '<stem>.csv, <stem>.png'."""
+    return ", ".join(str(stem.with_suffix(ext)) for ext in (".csv", ".png")
+                     if stem.with_suffix(ext).exists())
+
+
 def slug(text: str) -> str:
     return re.sub(r"[^A-Za-z0-9.]+", "_", text).strip("_")
 
@@ -179,4 +264,12 @@ def write_comparison(records: list[dict], out_dir: pathlib.Path, *, baseline: st
         atomic.write_bytes(stem.with_suffix(".csv"), csv_text(rows).encode())
         plot(chosen, title, stem.with_suffix(".png"), accuracy)
         written.append((title, stem, text))
+        fd_rows = fd_mobilenet_rows(chosen)
+        if fd_rows:
+            fd_title = f"FD-MobileNet at equal MFLOPs: {title}"
+            fd_stem = out_dir / slug(f"{target}_{label}_fd_mobilenet_paper")
+            fd_text = markdown(fd_rows, fd_title)
+            atomic.write_bytes(fd_stem.with_suffix(".md"), fd_text.encode())
+            atomic.write_bytes(fd_stem.with_suffix(".csv"), csv_text(fd_rows).encode())
+            written.append((fd_title, fd_stem, fd_text))
     return written

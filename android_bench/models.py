@@ -2,7 +2,9 @@
 
 A zoo entry is `name[:key=value...]`, e.g. `mobilenet_v1:alpha=0.5:input_size=160`,
 `shufflenet_v1:groups=8`, `mobilenet_v3_small:minimalistic`; it becomes one `.tflite` per mode
-(float32, int8, ...) in the artifacts directory, reused when already there. Whatever the
+(float32, int8, ...) in the artifacts directory, reused when already there. `stock:NAME[...]`
+is the same network from keras.applications converted the stock way (converters/stock.py), to
+time ours against. `@SUITE` names a list of entries (android_bench/suites.py). Whatever the
 converter's JSON report beside a `.tflite` says (MACs, params, mode) travels with the model into
 every result.
 """
@@ -27,12 +29,13 @@ class Model:
     macs: int | None
     params: int | None
     compiled_for: str | None = None  # "edgetpu": holds edgetpu-custom-op (edgetpu_compiler's)
+    input_size: int | None = None
 
     def describe(self) -> dict:
         return {"path": str(self.path), "name": self.name, "sha256": self.sha256,
                 "size_bytes": self.size_bytes, "mode": self.mode,
                 "architecture": self.architecture, "macs": self.macs, "params": self.params,
-                "compiled_for": self.compiled_for}
+                "compiled_for": self.compiled_for, "input_size": self.input_size}
 
 
 EDGETPU_SUFFIX = "_edgetpu"  # edgetpu_compiler writes X.tflite to X_edgetpu.tflite
@@ -76,6 +79,7 @@ def from_file(path: pathlib.Path) -> Model:
         params=model_info.get("params"),
         # The custom op's name is a string in the flatbuffer: no need to parse the model.
         compiled_for="edgetpu" if EDGETPU_OP in content else None,
+        input_size=model_info.get("input_size"),
     )
 
 
@@ -103,39 +107,70 @@ def parse_zoo_entry(entry: str) -> tuple[str, dict]:
     return name, args
 
 
+STOCK = "stock:"
+
+
+def expand(entries: list[str], input_size: int = 224) -> list[str]:
+    """`@suite` entries replaced by their lists, duplicates dropped, order kept."""
+    from android_bench import suites
+
+    expanded = []
+    for entry in entries:
+        if entry.startswith("@"):
+            if entry[1:] not in suites.SUITES:
+                raise ValueError(f"unknown suite {entry!r}; choose from "
+                                 f"{', '.join('@' + s for s in suites.SUITES)}")
+            expanded += suites.SUITES[entry[1:]](input_size)
+        else:
+            expanded.append(entry)
+    return list(dict.fromkeys(expanded))
+
+
 def resolve(entries: list[str], modes: list[str], artifacts_dir: pathlib.Path, *,
             input_size: int = 224, rebuild: bool = False, log=print) -> list[Model]:
-    """Paths as they are; zoo entries converted (once per mode) into `artifacts_dir`."""
+    """Paths as they are; zoo and stock entries converted (once per mode) into
+    `artifacts_dir`."""
     planned = []  # everything checked before the first (slow) conversion
-    for entry in entries:
+    for entry in expand(entries, input_size):
         if entry.endswith(".tflite"):
             if not pathlib.Path(entry).is_file():
                 raise ValueError(f"model file {entry} does not exist")
-            planned.append((entry, None, None))
+            planned.append((entry, None, None, False))
             continue
-        name, args = parse_zoo_entry(entry)
+        stock = entry.startswith(STOCK)
+        name, args = parse_zoo_entry(entry[len(STOCK):] if stock else entry)
         from tfmobile import models as zoo  # TensorFlow: only when a zoo name needs it
 
         if name not in zoo.available():
             raise ValueError(f"{entry!r} is neither a .tflite file nor a zoo network "
                              f"({', '.join(zoo.available())})")
-        planned.append((entry, name, {"alpha": 1.0, "input_size": input_size, **args}))
+        if stock:
+            from converters import stock as stock_lib
+
+            if name not in stock_lib.available():
+                raise ValueError(f"{entry!r}: {name} has no keras.applications equivalent "
+                                 f"(stock: takes {', '.join(stock_lib.available())})")
+        planned.append((entry, name, {"alpha": 1.0, "input_size": input_size, **args}, stock))
 
     resolved = []
-    for entry, name, args in planned:
+    for entry, name, args, stock in planned:
         if name is None:
             resolved.append(from_file(pathlib.Path(entry)))
             continue
         for mode in modes:
-            stem = artifact_stem(name, args, mode)
+            stem = ("stock_" if stock else "") + artifact_stem(name, args, mode)
             target = artifacts_dir / f"{stem}.tflite"
             if rebuild or not (target.exists() and target.with_suffix(".json").exists()):
                 from converters import pipeline
+                from converters import stock as stock_lib
                 from tfmobile import artifacts as converted
 
                 artifacts_dir.mkdir(parents=True, exist_ok=True)
                 log(f"converting {stem} ...")
-                converted.convert_zoo_model(name, args, pipeline.Request(mode=mode),
-                                            artifacts_dir, progress=False)
+                if stock:
+                    stock_lib.convert(name, args, mode, artifacts_dir)
+                else:
+                    converted.convert_zoo_model(name, args, pipeline.Request(mode=mode),
+                                                artifacts_dir, progress=False)
             resolved.append(from_file(target))
     return resolved
