@@ -23,6 +23,16 @@ def test_train_then_evaluate_keras_and_tflite(tmp_path):
     classes = json.loads((tmp_path / "fd.classes.json").read_text())
     assert len(classes) == 14
 
+    # Quantization-aware fine-tuning of those weights (tfmobile/qat.py): still a float model.
+    fine_tuned = tmp_path / "fd_qat.weights.h5"
+    tuned = run("tfmobile.train", *model_args, "--data", str(root / "train"),
+                "--val_data", str(root / "val"), "--weights", str(weights), "--epochs", "0",
+                "--quantization_aware_epochs", "1", "--output", str(fine_tuned))
+    assert tuned.returncode == 0, tuned.stderr
+    assert "quantization-aware fine-tuning: 1 epochs" in tuned.stdout
+    assert "best validation top-1 (int8 simulated)" in tuned.stdout
+    assert fine_tuned.is_file() and fine_tuned.read_bytes() != weights.read_bytes()
+
     keras_eval = run("tfmobile.evaluate", *model_args, "--weights", str(weights),
                      "--data", str(root / "val"), "--json")
     assert keras_eval.returncode == 0, keras_eval.stderr
@@ -43,6 +53,10 @@ def test_train_then_evaluate_keras_and_tflite(tmp_path):
 def test_bad_folders_are_usage_errors(tmp_path):
     result = run("tfmobile.train", "--model", "fd_mobilenet", "--data", str(tmp_path / "none"))
     assert result.returncode == 2 and "is not a directory of class folders" in result.stderr
+    result = run("tfmobile.train", "--model", "fd_mobilenet", "--data", str(tmp_path),
+                 "--epochs", "0")
+    assert result.returncode == 2
+    assert "--epochs 0 trains nothing without --quantization_aware_epochs" in result.stderr
     (tmp_path / "empty").mkdir()
     result = run("tfmobile.evaluate", "--tflite", str(tmp_path / "x.tflite"), "--data", str(tmp_path))
     assert result.returncode == 2 and "does not exist" in result.stderr

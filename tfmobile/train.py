@@ -6,6 +6,9 @@
 Augments with random crops and flips, optimises with Adam on a cosine schedule, and keeps the
 weights of the best validation epoch (checkpointed after every improvement, so an interrupted
 run keeps its best). The weights load with `--weights` in tfmobile.convert and evaluate.
+
+`--quantization_aware_epochs N` follows with N epochs of quantization-aware fine-tuning
+(tfmobile/qat.py) for networks that lose accuracy in int8.
 """
 
 from __future__ import annotations
@@ -36,8 +39,12 @@ def _fixed_size(images, size: int) -> np.ndarray:
 
 
 def train(model, train_set, val_set=None, *, epochs=10, batch_size=32, learning_rate=2e-3,
-          bn_momentum=0.9, checkpoint=None, verbose=0, seed=0) -> TrainResult:
+          bn_momentum=0.9, checkpoint=None, checkpoint_model=None, verbose=0,
+          seed=0) -> TrainResult:
     """Fits `model` (logits output) in place and leaves it with its best validation weights.
+
+    `checkpoint_model` is whose weights the checkpoint holds, if not `model`'s (a model sharing
+    its layers: tfmobile.qat trains a fake-quantized twin and saves the float model).
 
     Batch norm's moving statistics follow with `bn_momentum` (0.9): the Keras default of 0.99
     lags so far behind a short run that inference accuracy falls to half of training accuracy.
@@ -77,12 +84,12 @@ def train(model, train_set, val_set=None, *, epochs=10, batch_size=32, learning_
 
     class KeepBest(keras.callbacks.Callback):
         def on_epoch_end(self, epoch, logs=None):
-            score = (logs or {}).get("val_accuracy", -epoch)  # without validation: the last
+            score = (logs or {}).get("val_accuracy", epoch)  # without validation: the last
             if score > best["top1"]:
                 best["top1"], best["weights"] = score, self.model.get_weights()
                 if checkpoint:
                     with atomic.replacing(checkpoint) as tmp:
-                        self.model.save_weights(tmp)
+                        (checkpoint_model or self.model).save_weights(tmp)
 
     history = model.fit(dataset, epochs=epochs, validation_data=val, verbose=verbose,
                         shuffle=False,  # the dataset shuffles itself each epoch
@@ -99,6 +106,8 @@ def main(argv):
     del argv
     FLAGS = flags.FLAGS
     cli.quiet_tensorflow(FLAGS.verbose)
+    if not FLAGS.epochs and not FLAGS.quantization_aware_epochs:
+        raise cli.UsageError("--epochs 0 trains nothing without --quantization_aware_epochs")
     from tfmobile import data
 
     try:
@@ -120,14 +129,25 @@ def main(argv):
     print(f"training {FLAGS.model} on {len(train_set.images)} images, "
           f"{len(train_set.class_names)} classes" + (f", {train_set.skipped} unreadable skipped"
                                                     if train_set.skipped else ""))
-    result = train(model, train_set, val_set, epochs=FLAGS.epochs, batch_size=FLAGS.batch_size,
-                   learning_rate=FLAGS.learning_rate, checkpoint=output,
-                   verbose=1 if cli.interactive() else 2)
+    common = dict(batch_size=FLAGS.batch_size, checkpoint=output,
+                  verbose=1 if cli.interactive() else 2)
+    if FLAGS.epochs:
+        result = train(model, train_set, val_set, epochs=FLAGS.epochs,
+                       learning_rate=FLAGS.learning_rate, **common)
+    if FLAGS.quantization_aware_epochs:
+        from tfmobile import qat
+
+        print(f"quantization-aware fine-tuning: {FLAGS.quantization_aware_epochs} epochs")
+        result = qat.fine_tune(model, train_set, val_set, epochs=FLAGS.quantization_aware_epochs,
+                               learning_rate=FLAGS.quantization_aware_learning_rate, **common)
     classes = output.with_name(output.name.replace(".weights.h5", ".classes.json"))
     from tfmobile import atomic
 
     atomic.write_json(classes, result.class_names)
-    best = f", best validation top-1 {result.best_val_top1:.1%}" if val_set is not None else ""
+    best = ""
+    if val_set is not None:
+        simulated = " (int8 simulated)" if FLAGS.quantization_aware_epochs else ""
+        best = f", best validation top-1{simulated} {result.best_val_top1:.1%}"
     print(f"weights: {output} (classes: {classes}){best}")
 
 
@@ -136,7 +156,20 @@ if __name__ == "__main__":
     flags.DEFINE_string("data", None, "Training images: a folder with one subfolder per class.")
     flags.DEFINE_string("val_data", None, "Validation images, same layout (best epoch is kept).")
     flags.DEFINE_string("weights", None, "Start from these weights (.weights.h5 or imagenet).")
-    flags.DEFINE_integer("epochs", 10, "Passes over the training images.", lower_bound=1)
+    flags.DEFINE_integer("epochs", 10, "Passes over the training images (0: none, with "
+                         "--quantization_aware_epochs to fine-tune --weights only).", lower_bound=0)
+    flags.DEFINE_integer(
+        "quantization_aware_epochs", 0,
+        "After the float epochs, this many epochs of quantization-aware fine-tuning "
+        "(tfmobile/qat.py): the forward pass rounds every activation TFLite int8 quantizes "
+        "(moving min/max ranges) and every kernel (per channel) as the int8 model will, so the "
+        "weights learn to tolerate it. For networks whose int8 model loses accuracy after "
+        "conversion (MobileNet V3: hard-swish and SE activations are heavy-tailed, and rounding "
+        "noise adds up over the layers). The weights written are the ordinary float model's, "
+        "converted with tfmobile.convert --int8 as usual; the best epoch is chosen by the "
+        "simulated int8 validation top-1.", lower_bound=0)
+    flags.DEFINE_float("quantization_aware_learning_rate", 5e-4,
+                       "Adam's initial learning rate for the quantization-aware epochs.")
     flags.DEFINE_integer("batch_size", 32, "Images per step.", lower_bound=1)
     flags.DEFINE_float("learning_rate", 2e-3, "Adam's initial learning rate (cosine decay to 0).")
     flags.DEFINE_string("output", None, "Where the weights go (.weights.h5); default "
