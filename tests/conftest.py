@@ -29,3 +29,12 @@ def photo_batch(photos):
         return cache[input_size]
 
     return make
+
+
+# The longest tests (training every architecture) go first, so that pytest-xdist's workers do
+# not finish the short ones together and leave one worker with the long ones at the end.
+LONGEST_FIRST = ("test_int8_accuracy.py",)
+
+
+def pytest_collection_modifyitems(items):
+    items.sort(key=lambda item: item.path.name not in LONGEST_FIRST)  # stable: order kept

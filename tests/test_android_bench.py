@@ -28,6 +28,9 @@ ROOT = pathlib.Path(__file__).resolve().parents[1]
 STANDIN_BENCHMARK_MODEL = ROOT / "tests" / "standins" / "benchmark_model"
 QUICK = ["--num_runs", "5", "--warmup_runs", "1", "--cooldown_s", "0"]
 
+# Its tests share an expensive module fixture: one xdist worker runs them all.
+pytestmark = pytest.mark.xdist_group("android_bench_local_run")
+
 
 def bench(*args, env=None, timeout=600, cwd=None):
     return subprocess.run([sys.executable, "-m", "android_bench", *args], capture_output=True,

@@ -15,6 +15,9 @@ from android_bench import compare, models, suites
 
 QUICK = ["--num_runs", "3", "--warmup_runs", "1", "--cooldown_s", "0"]
 
+# Its tests share an expensive module fixture: one xdist worker runs them all.
+pytestmark = pytest.mark.xdist_group("bench_side_by_side")
+
 
 def bench(*args):
     return subprocess.run([sys.executable, "-m", "android_bench", *args], capture_output=True,

@@ -20,6 +20,9 @@ from helpers import as_compiled_for_edgetpu
 
 RUNNER = pathlib.Path(__file__).resolve().parents[1] / "android_bench" / "device_runner.py"
 
+# Its tests share an expensive module fixture: one xdist worker runs them all.
+pytestmark = pytest.mark.xdist_group("device_runner_models")
+
 
 def run(*args, cwd, env=None):
     """(process, parsed JSON) of one run; stdout must hold the JSON line and nothing else."""
