@@ -12,6 +12,7 @@ import csv
 import io
 import pathlib
 import re
+import statistics
 
 from tfmobile import atomic
 
@@ -70,8 +71,6 @@ def latest_ok(records: list[dict]) -> list[dict]:
 def merge_rounds(rounds: list[dict]) -> dict:
     if len(rounds) == 1:
         return rounds[0]
-    import statistics
-
     merged = dict(rounds[-1])
     stats = [r["metrics"]["latency_ms"] for r in rounds]
     latency = {key: statistics.median(s[key] for s in stats)

@@ -19,7 +19,6 @@ import time
 
 import numpy as np
 
-MODES = ("float32", "float16", "dynamic", "int8")
 PATH = "keras.applications -> TFLiteConverter.from_keras_model (the stock path)"
 PREFIX = "stock_"
 
@@ -72,8 +71,8 @@ def convert(name: str, model_args: dict, mode: str, out_dir: pathlib.Path, *,
     from tfmobile.artifacts import ConversionError
     from tfmobile.profile import profile
 
-    if mode not in MODES:
-        raise ValueError(f"mode must be one of {', '.join(MODES)}, got {mode!r}")
+    if mode not in pipeline.MODES:
+        raise ValueError(f"mode must be one of {', '.join(pipeline.MODES)}, got {mode!r}")
     if name not in available():
         raise ValueError(f"{name} has no keras.applications equivalent; stock: takes "
                          f"{', '.join(available())}")
