@@ -14,12 +14,12 @@ import pathlib
 import re
 import statistics
 
+from converters import stock as stock_artifacts
 from tfmobile import atomic
 
 COLUMNS = ["model", "mode", "MACs (M)", "params (M)", "size (MB)", "latency (ms)", "p90 (ms)",
            "std (ms)", "statistic", "rounds", "partitions", "vs baseline", "vs stock",
            "int8 speed-up"]
-STOCK_PREFIX = "stock_"  # converters/stock.py's artifacts
 
 
 def partitions(metrics: dict) -> str:
@@ -109,7 +109,7 @@ def table_rows(records: list[dict], baseline: str | None = None,
         model, stats = record["model"], record["metrics"]["latency_ms"]
         latency = _latency(record)
         twin = by_name.get(float_twin(model["name"]) or "")
-        stock = by_name.get(STOCK_PREFIX + model["name"])
+        stock = by_name.get(stock_artifacts.PREFIX + model["name"])
         row = {
             "model": model["name"],
             "mode": model.get("mode") or "",
@@ -144,8 +144,7 @@ def fd_mobilenet_rows(records: list[dict]) -> list[dict]:
     sizes = sorted({r["model"].get("input_size") for r in records
                     if r["model"].get("architecture") == "fd_mobilenet"} - {None})
     modes = sorted({r["model"].get("mode") for r in records} - {None},
-                   key=lambda m: ("float32", "float16", "dynamic", "int8").index(m)
-                   if m in ("float32", "float16", "dynamic", "int8") else 9)
+                   key=lambda m: models.MODES.index(m) if m in models.MODES else len(models.MODES))
 
     def find(entry: str, size: int, mode: str) -> dict | None:
         name, args = models.parse_zoo_entry(entry)

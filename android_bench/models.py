@@ -40,12 +40,13 @@ class Model:
 
 EDGETPU_SUFFIX = "_edgetpu"  # edgetpu_compiler writes X.tflite to X_edgetpu.tflite
 EDGETPU_OP = b"edgetpu-custom-op"
+MODES = ("float32", "float16", "dynamic", "int8")  # the converter's (converters/pipeline.py)
 
 
 def _mode_from_name(stem: str) -> str | None:
     stem = re.sub(r"(_u?int8_io|_float32_io)?(_edgetpu)?$", "", stem)
     suffix = stem.rsplit("_", 1)[-1]
-    return suffix if suffix in ("float32", "float16", "dynamic", "int8") else None
+    return suffix if suffix in MODES else None
 
 
 def report_for(path: pathlib.Path) -> dict:
@@ -130,6 +131,8 @@ def resolve(entries: list[str], modes: list[str], artifacts_dir: pathlib.Path, *
             input_size: int = 224, rebuild: bool = False, log=print) -> list[Model]:
     """Paths as they are; zoo and stock entries converted (once per mode) into
     `artifacts_dir`."""
+    from converters import stock as stock_lib  # light: TensorFlow only when it converts
+
     planned = []  # everything checked before the first (slow) conversion
     for entry in expand(entries, input_size):
         if entry.endswith(".tflite"):
@@ -144,12 +147,9 @@ def resolve(entries: list[str], modes: list[str], artifacts_dir: pathlib.Path, *
         if name not in zoo.available():
             raise ValueError(f"{entry!r} is neither a .tflite file nor a zoo network "
                              f"({', '.join(zoo.available())})")
-        if stock:
-            from converters import stock as stock_lib
-
-            if name not in stock_lib.available():
-                raise ValueError(f"{entry!r}: {name} has no keras.applications equivalent "
-                                 f"(stock: takes {', '.join(stock_lib.available())})")
+        if stock and name not in stock_lib.available():
+            raise ValueError(f"{entry!r}: {name} has no keras.applications equivalent "
+                             f"(stock: takes {', '.join(stock_lib.available())})")
         planned.append((entry, name, {"alpha": 1.0, "input_size": input_size, **args}, stock))
 
     resolved = []
@@ -158,11 +158,10 @@ def resolve(entries: list[str], modes: list[str], artifacts_dir: pathlib.Path, *
             resolved.append(from_file(pathlib.Path(entry)))
             continue
         for mode in modes:
-            stem = ("stock_" if stock else "") + artifact_stem(name, args, mode)
+            stem = stock_lib.stem(name, args, mode) if stock else artifact_stem(name, args, mode)
             target = artifacts_dir / f"{stem}.tflite"
             if rebuild or not (target.exists() and target.with_suffix(".json").exists()):
                 from converters import pipeline
-                from converters import stock as stock_lib
                 from tfmobile import artifacts as converted
 
                 artifacts_dir.mkdir(parents=True, exist_ok=True)

@@ -1,6 +1,11 @@
 """Test helpers."""
 
+import json
 import math
+import os
+import pathlib
+import subprocess
+import sys
 
 import keras
 import numpy as np
@@ -55,3 +60,14 @@ def as_compiled_for_edgetpu(content: bytes) -> bytes:
     custom.customOptions = list(b"stand-in")
     graph.operators = [custom, graph.operators[-1]]
     return litert.write_model(model)
+
+
+def bench(*args, env=None, timeout=600, cwd=None) -> subprocess.CompletedProcess:
+    """`python -m android_bench ARGS` as a user runs it."""
+    return subprocess.run([sys.executable, "-m", "android_bench", *args], capture_output=True,
+                          text=True, env={**os.environ, **(env or {})}, timeout=timeout, cwd=cwd)
+
+
+def records(path: pathlib.Path) -> list[dict]:
+    """The benchmark results store's records (JSON Lines)."""
+    return [json.loads(line) for line in path.read_text().splitlines()]

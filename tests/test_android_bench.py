@@ -18,7 +18,7 @@ import time
 
 import pytest
 
-from helpers import as_compiled_for_edgetpu
+from helpers import as_compiled_for_edgetpu, bench, records
 from standins import sshd
 from standins.adbd import AdbDaemon
 
@@ -30,15 +30,6 @@ QUICK = ["--num_runs", "5", "--warmup_runs", "1", "--cooldown_s", "0"]
 
 # Its tests share an expensive module fixture: one xdist worker runs them all.
 pytestmark = pytest.mark.xdist_group("android_bench_local_run")
-
-
-def bench(*args, env=None, timeout=600, cwd=None):
-    return subprocess.run([sys.executable, "-m", "android_bench", *args], capture_output=True,
-                          text=True, env={**os.environ, **(env or {})}, timeout=timeout, cwd=cwd)
-
-
-def records(path: pathlib.Path) -> list[dict]:
-    return [json.loads(line) for line in path.read_text().splitlines()]
 
 
 @pytest.fixture(scope="module")

@@ -4,28 +4,16 @@ ours, and the FD-MobileNet paper's comparison at equal MFLOPs (android_bench/sui
 from __future__ import annotations
 
 import json
-import os
-import pathlib
-import subprocess
-import sys
 
 import pytest
 
 from android_bench import compare, models, suites
+from helpers import bench, records
 
 QUICK = ["--num_runs", "3", "--warmup_runs", "1", "--cooldown_s", "0"]
 
 # Its tests share an expensive module fixture: one xdist worker runs them all.
 pytestmark = pytest.mark.xdist_group("bench_side_by_side")
-
-
-def bench(*args):
-    return subprocess.run([sys.executable, "-m", "android_bench", *args], capture_output=True,
-                          text=True, env=dict(os.environ), timeout=900)
-
-
-def records(path: pathlib.Path) -> list[dict]:
-    return [json.loads(line) for line in path.read_text().splitlines()]
 
 
 @pytest.fixture(scope="module")
@@ -34,7 +22,8 @@ def side_by_side(tmp_path_factory):
     out = tmp_path_factory.mktemp("suite")
     result = bench("run", "--models", "mobilenet_v1:alpha=0.25,stock:mobilenet_v1:alpha=0.25",
                    "--input_size", "64", "--modes", "float32,int8", "--rounds", "3", *QUICK,
-                   "--results", str(out / "results.jsonl"), "--artifacts_dir", str(out / "artifacts"))
+                   "--results", str(out / "results.jsonl"), "--artifacts_dir", str(out / "artifacts"),
+                   timeout=900)
     return out, result
 
 
