@@ -11,7 +11,7 @@ and this machine.
 import importlib
 import sys
 
-from tfmobile import cli
+from tfmobile_core import cli
 
 COMMANDS = {"devices": "android_bench.cmd_devices", "run": "android_bench.cmd_run",
             "compare": "android_bench.cmd_compare"}
@@ -28,8 +28,7 @@ def main() -> None:
         sys.exit(cli.USAGE_EXIT)
     module = importlib.import_module(COMMANDS[name])
     sys.argv = [f"android_bench {name}", *sys.argv[2:]]
-    cli.run(module.main, program=f"android_bench {name}",
-            flags_modules=(COMMANDS[name], "android_bench.cli"), doc=module.__doc__)
+    cli.run(module.main, program=f"android_bench {name}", doc=module.__doc__)
 
 
 if __name__ == "__main__":

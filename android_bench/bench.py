@@ -16,27 +16,18 @@ import pathlib
 import shlex
 import threading
 import time
+import uuid
 from importlib import metadata
 
 from android_bench import benchmark_model, probe
-from android_bench.models import Model
 from android_bench.results import Store
 from android_bench.targets import Target, TargetError
+from tfmobile_core.records import (BenchConfig, BenchmarkRecord, Latency, Metrics, ModelFile,
+                                   RecordError, RunInfo, build_record)
 
 DELEGATES = ("cpu", "xnnpack", "gpu", "nnapi", "edgetpu")
 DEVICE_RUNNER = pathlib.Path(__file__).with_name("device_runner.py")
-
-
-@dataclasses.dataclass(frozen=True)
-class Config:
-    threads: int = 1
-    delegate: str = "xnnpack"
-    cpus: str = "big"  # big (the fastest cluster) | all | a hex mask such as f0
-    warmup_runs: int = 10
-    num_runs: int = 50
-
-    def describe(self) -> dict:
-        return dataclasses.asdict(self)
+Config = BenchConfig  # the record is the configuration
 
 
 class CellFailed(Exception):
@@ -48,40 +39,50 @@ def _tail(text: str, lines: int = 3) -> str:
 
 
 class DeviceRunner:
-    """android_bench/device_runner.py under the target's python3 (boards, this machine)."""
+    """android_bench/device_runner.py under the Python the target names (Target.python): the
+    harness's own interpreter here, the board's (a venv's, say) over ssh."""
 
     name = "device_runner"
     delegates = ("cpu", "xnnpack", "edgetpu")
+
+    def __init__(self, python: str = "python3"):
+        self.python = python
+
+    @property
+    def identity(self) -> str:
+        """What the cells' keys and tables tell apart: the runner and the interpreter."""
+        return f"{self.name} ({self.python})"
 
     def files(self) -> dict[str, pathlib.Path]:
         return {"device_runner.py": DEVICE_RUNNER}
 
     def command(self, model_remote: str, config: Config) -> str:
-        return shlex.join(["python3", "device_runner.py", model_remote,
+        return shlex.join([self.python, "device_runner.py", model_remote,
                            "--threads", str(config.threads), "--warmup", str(config.warmup_runs),
                            "--runs", str(config.num_runs), "--delegate", config.delegate])
 
-    def parse(self, stdout: str, stderr: str, returncode: int, config: Config) -> dict:
+    def parse(self, stdout: str, stderr: str, returncode: int, config: Config) -> Metrics:
         lines = [line for line in stdout.splitlines() if line.startswith("{")]
+        if not lines and returncode in (126, 127):  # the shell found no such interpreter
+            raise CellFailed(f"{self.python} not found on the target ({_tail(stderr or stdout, 1)}"
+                             "): name the Python that has LiteRT, ssh:user@host:python=PATH or "
+                             "--ssh_python")
         if not lines:
             raise CellFailed(f"device runner printed no result (exit {returncode}): "
                              f"{_tail(stderr or stdout)}")
-        result = json.loads(lines[-1])
+        try:
+            result = json.loads(lines[-1])
+        except ValueError:
+            raise CellFailed(f"device runner printed a damaged result: {lines[-1][:120]}") from None
+        if not isinstance(result, dict):
+            raise CellFailed(f"device runner printed no result object: {lines[-1][:120]}")
         if result.get("status") != "ok":
             raise CellFailed(result.get("reason") or f"device runner exit {returncode}")
-        return {
-            "latency_ms": result["latency_ms"],
-            "latency_statistic": "median",
-            "init_ms": result.get("init_ms"),
-            "first_ms": result.get("first_ms"),
-            "warmup_avg_ms": result.get("warmup_avg_ms"),
-            "runs": result.get("runs"),
-            "peak_rss_mb": result.get("peak_rss_mb"),
-            "partitions": result.get("partitions"),
-            "ops_outside_delegate": result.get("ops_outside_delegate"),
-            "edgetpu_ops": result.get("edgetpu_ops"),
-            "runtime": result.get("runtime"),
-        }
+        fields = {key: result.get(key) for key in (
+            "init_ms", "first_ms", "warmup_avg_ms", "runs", "peak_rss_mb", "partitions",
+            "ops_outside_delegate", "edgetpu_ops", "runtime")}
+        return _metrics({"latency_ms": result.get("latency_ms"), "latency_statistic": "median",
+                         **fields}, "device runner")
 
 
 class BenchmarkModelRunner:
@@ -102,7 +103,7 @@ class BenchmarkModelRunner:
                                      delegate=config.delegate)
         return shlex.join(["./benchmark_model", *args])
 
-    def parse(self, stdout: str, stderr: str, returncode: int, config: Config) -> dict:
+    def parse(self, stdout: str, stderr: str, returncode: int, config: Config) -> Metrics:
         text = stdout + "\n" + stderr
         try:
             parsed = benchmark_model.parse_output(text)
@@ -120,7 +121,7 @@ class BenchmarkModelRunner:
                              + "); the figures would be the CPU's")
         run = parsed.get("run_stats") or {}
         ms = lambda us: None if us is None else us / 1000  # noqa: E731
-        return {
+        return _metrics({
             # Older tools print the runs' mean and std only; newer ones add p5/median/p95.
             "latency_ms": {"mean": ms(parsed["avg_us"]), "std": ms(parsed.get("std_us")),
                            "min": ms(run.get("min")), "max": ms(run.get("max")),
@@ -132,11 +133,24 @@ class BenchmarkModelRunner:
             "warmup_avg_ms": ms(parsed.get("warmup_avg_us")),
             "runs": run.get("count"),
             "peak_rss_mb": parsed.get("peak_mb") or parsed.get("overall_mb"),
-        }
+        }, "benchmark_model")
+
+    @property
+    def identity(self) -> str:
+        return self.name
 
 
-def cell_key(target_name: str, model: Model, config: Config, runner: str) -> str:
-    identity = json.dumps([target_name, model.sha256, config.describe(), runner], sort_keys=True)
+def _metrics(data: dict, tool: str) -> Metrics:
+    """The figures a tool printed as the record's Metrics; a value of the wrong type or out of
+    range (a negative or non-finite time) fails the cell instead of entering the results."""
+    try:
+        return build_record(Metrics, {k: v for k, v in data.items() if v is not None}, "metrics")
+    except RecordError as err:
+        raise CellFailed(f"{tool} printed unusable figures: {err}") from None
+
+
+def cell_key(target_name: str, model: ModelFile, config: Config, runner: str) -> str:
+    identity = json.dumps([target_name, model.sha256, config.to_json(), runner], sort_keys=True)
     return hashlib.sha256(identity.encode()).hexdigest()[:16]
 
 
@@ -215,35 +229,31 @@ class TargetWorker:
             return None, "taskset not found on the target: ran unpinned"
         return mask, None
 
-    def _record(self, key, model, config, started, status, **fields) -> dict:
-        record = {
-            "key": key, "status": status, "runner": self.runner.name,
-            "target": self.description or {"name": self.target.name, "kind": self.target.kind},
-            "model": model.describe(), "config": config.describe(),
-            "host_versions": _versions(),
-            "started": started,
-            "finished": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
-            **fields,
-        }
+    def _record(self, key, model, config, started, status, **fields) -> BenchmarkRecord:
+        record = BenchmarkRecord(
+            key=key, status=status, runner=self.runner.identity,
+            target=self.description or {"name": self.target.name, "kind": self.target.kind},
+            model=model, config=config, host_versions=_versions(), started=started,
+            finished=_now(), **fields)
         self.store.append(record)
         self.on_cell(record)
         return record
 
-    def run_cell(self, key: str, model: Model, config: Config, cooled: dict | None = None,
-                 run: dict | None = None) -> dict:
-        started = datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")
+    def run_cell(self, key: str, model: ModelFile, config: Config, cooled: dict | None = None,
+                 run: RunInfo | None = None) -> BenchmarkRecord:
+        started = _now()
         if config.delegate not in self.runner.delegates:
             return self._record(key, model, config, started, "failed", cooldown=cooled, run=run,
                                 reason=f"the {self.runner.name} runner has no {config.delegate} "
                                        f"delegate ({', '.join(self.runner.delegates)})")
-        remote = self._push_once(model.path, f"{model.sha256[:16]}.tflite")
+        remote = self._push_once(pathlib.Path(model.path), f"{model.sha256[:16]}.tflite")
         mask, note = self._cpu_mask(config)
         command = self.runner.command(remote, config)
         if mask:
             command = f"taskset {mask} {command}"
         result = self.target.shell(f"cd {shlex.quote(self.target.workdir)} && {command}",
                                    timeout=600)
-        raw_name = key if not run or run["rounds"] == 1 else f"{key}_r{run['round']}"
+        raw_name = key if not run or run.rounds == 1 else f"{key}_r{run.round}"
         raw = self.store.save_raw(raw_name, f"$ {command}\n[exit {result.returncode}]\n"
                                        f"--- stdout\n{result.stdout}\n--- stderr\n{result.stderr}")
         fields = {"raw_output": raw, "pinning": {"cpu_mask": mask, "note": note},
@@ -259,7 +269,7 @@ class TargetWorker:
             return self._record(key, model, config, started, "failed", reason=str(err), **fields)
         return self._record(key, model, config, started, "ok", metrics=metrics, **fields)
 
-    def run(self, cells: list[tuple[str, Model, Config]]) -> None:
+    def run(self, cells: list[tuple[str, ModelFile, Config, RunInfo]]) -> None:
         reason = None
         try:
             self._prepare()
@@ -268,7 +278,7 @@ class TargetWorker:
         except Exception as err:  # noqa: BLE001 - every cell still gets its record
             reason = f"harness error while preparing {self.target.name}: {type(err).__name__}: {err}"
         for index, (key, model, config, run) in enumerate(cells):
-            started = datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")
+            started = _now()
             if reason:
                 self._record(key, model, config, started, "failed", reason=reason, run=run)
                 continue
@@ -294,43 +304,57 @@ class TargetWorker:
             pass
 
 
-def plan(targets: list[Target], models: list[Model], configs: list[Config], runners: dict,
-         done: set[str], rounds: int = 1) -> dict[str, list[tuple[str, Model, Config, dict]]]:
-    """The cells each target still has to run (those not in `done`), `rounds` times over.
+def _now() -> str:
+    return datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")
+
+
+def plan(targets: list[Target], models: list[ModelFile], configs: list[Config], runners: dict,
+         done: dict[str, tuple[str | None, set[int]]] | None = None, rounds: int = 1,
+         run_id: str | None = None) -> dict[str, list[tuple[str, ModelFile, Config, RunInfo]]]:
+    """The cells each target still has to run, `rounds` times over.
 
     Rounds interleave: every cell runs once before any runs again, so a noisy minute on a
     shared machine (or a phone warming up) touches every model alike instead of one, and the
     comparison takes each cell's median over the rounds (compare.latest_ok).
+
+    `done` (Store.done_rounds, for --resume): per cell, the run it was last measured in and
+    which of that run's rounds succeeded. A cell with every round done is skipped; one with
+    some is finished in its own run, so its rounds still merge into one median. `run_id`: the
+    run the others join (the interrupted one, when resuming); by default a new one.
     """
-    run_id = datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")
+    done = done or {}
+    new_run = run_id or f"{_now()}/{uuid.uuid4().hex[:8]}"
     cells = {}
     for target in targets:
         runner = runners[target.name]
-        once = [
-            (key, model, config)
-            for model in models for config in configs
-            if (key := cell_key(target.name, model, config, runner.name)) not in done
-        ]
-        cells[target.name] = [(key, model, config, {"id": run_id, "round": r, "rounds": rounds})
-                              for r in range(1, rounds + 1) for key, model, config in once]
+        wanted = []
+        for model in models:
+            for config in configs:
+                key = cell_key(target.name, model, config, runner.identity)
+                run_id, finished = done.get(key, (new_run, set()))
+                wanted.append((key, model, config, run_id or new_run, finished))
+        cells[target.name] = [(key, model, config, RunInfo(run_id, r, rounds))
+                              for r in range(1, rounds + 1)
+                              for key, model, config, run_id, finished in wanted
+                              if r not in finished]
     return cells
 
 
-def run_matrix(targets: list[Target], models: list[Model], configs: list[Config], runners: dict,
-               store: Store, cooldown: Cooldown, *, resume: bool = False, rounds: int = 1,
-               on_cell=None) -> dict:
+def run_matrix(targets: list[Target], models: list[ModelFile], configs: list[Config],
+               runners: dict, store: Store, cooldown: Cooldown, *, resume: bool = False,
+               rounds: int = 1, on_cell=None) -> dict:
     """Runs every cell (`rounds` times, interleaved); returns {"ok": n, "failed": n,
-    "skipped": n} counting cell runs."""
-    done = store.done_keys() if resume else set()
-    cells = plan(targets, models, configs, runners, done, rounds)
+    "skipped": n} counting cell runs (a cell in one round)."""
+    done, last_run = store.done_rounds(rounds) if resume else ({}, None)
+    cells = plan(targets, models, configs, runners, done, rounds, last_run)
     counts = {"ok": 0, "failed": 0,
               "skipped": len(targets) * len(models) * len(configs) * rounds
               - sum(map(len, cells.values()))}
     lock = threading.Lock()
 
-    def count(record):
+    def count(record: BenchmarkRecord):
         with lock:
-            counts[record["status"]] += 1
+            counts[record.status] += 1
         if on_cell:
             on_cell(record)
 

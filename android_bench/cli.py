@@ -5,7 +5,7 @@ from __future__ import annotations
 from absl import flags
 
 from android_bench import targets as targets_lib
-from tfmobile import cli
+from tfmobile_core import cli
 
 FLAGS = flags.FLAGS
 
@@ -17,9 +17,14 @@ def define_target_flags() -> None:
                         "its devices become targets. Default: the local server.")
     flags.DEFINE_list("connect", [], "host:port of network devices to `adb connect` first "
                       "(phones with wireless debugging, emulators, stand-ins).")
-    flags.DEFINE_list("ssh", [], "Linux boards to reach over OpenSSH, user@host or "
-                      "user@host:port (Coral Dev Board, Raspberry Pi with a USB Accelerator).")
-    flags.DEFINE_string("ssh_identity", None, "Private key for the ssh boards (ssh -i).")
+    flags.DEFINE_list("ssh", [], "Linux boards to reach over OpenSSH (Coral Dev Board, "
+                      "Raspberry Pi with a USB Accelerator): user@host[:port][:python=PATH]"
+                      "[:identity=KEY], e.g. pi@rpi.local:python=/home/pi/venv/bin/python3.")
+    flags.DEFINE_string("ssh_python", "python3", "The boards' Python for the device runner, "
+                        "where a target does not name its own (:python=PATH): the one that "
+                        "has numpy and ai_edge_litert or tflite_runtime.")
+    flags.DEFINE_string("ssh_identity", None, "Private key for the ssh boards (ssh -i), where a "
+                        "target does not name its own (:identity=KEY).")
     flags.DEFINE_list("ssh_option", [], "Extra ssh -o options, e.g. "
                       "StrictHostKeyChecking=accept-new,UserKnownHostsFile=/path.")
 
@@ -37,6 +42,7 @@ def adb_server() -> targets_lib.AdbServer:
 def ssh_target(spec: str) -> targets_lib.SshTarget:
     try:
         return targets_lib.SshTarget.parse(spec, identity=FLAGS.ssh_identity,
+                                           python=FLAGS.ssh_python,
                                            options=tuple(FLAGS.ssh_option))
     except ValueError as err:
         raise cli.UsageError(str(err)) from None

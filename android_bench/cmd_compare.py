@@ -16,8 +16,8 @@ import pathlib
 from absl import flags
 
 from android_bench import compare
-from android_bench.results import Store
-from tfmobile import cli
+from android_bench.results import Store, StoreError
+from tfmobile_core import cli
 
 FLAGS = flags.FLAGS
 flags.DEFINE_string("results", "bench_results/results.jsonl", "Results store to read.")
@@ -33,17 +33,33 @@ def main(argv):
     store = Store(FLAGS.results)
     if not store.path.exists():
         raise cli.UsageError(f"no results at {store.path}; run `python -m android_bench run` first")
-    accuracy = None
-    if FLAGS.accuracy:
-        try:
-            accuracy = json.loads(pathlib.Path(FLAGS.accuracy).read_text())
-        except (OSError, ValueError) as err:
-            raise cli.UsageError(f"--accuracy {FLAGS.accuracy}: {err}") from None
-    records = store.records()
+    accuracy = read_accuracy(FLAGS.accuracy) if FLAGS.accuracy else None
+    try:
+        records = store.records()
+    except StoreError as err:
+        raise cli.UsageError(str(err)) from None
     out_dir = pathlib.Path(FLAGS.output_dir) if FLAGS.output_dir else store.path.parent / "compare"
     written = compare.write_comparison(records, out_dir, baseline=FLAGS.baseline, accuracy=accuracy)
     if not written:
-        raise cli.Failure(f"{store.path} has no successful cells to compare")
-    for title, stem, text in written:
-        print(f"{text}(also {compare.also_written(stem)})\n")
+        raise cli.Failure(f"{store.path} has no successful cells to compare{store.torn_note()}")
+    for _, text, files in written:
+        print(f"{text}(files: {', '.join(map(str, files))})\n")
+    if store.torn_lines:
+        print(store.torn_note().lstrip("; ").capitalize())
     return 0
+
+
+def read_accuracy(path: str) -> dict[str, float]:
+    """{"model name": top-1 as a fraction}; UsageError (one line) for anything else."""
+    try:
+        accuracy = json.loads(pathlib.Path(path).read_text(encoding="utf-8"))
+    except (OSError, ValueError) as err:
+        raise cli.UsageError(f"--accuracy {path}: {getattr(err, 'strerror', None) or err}") \
+            from None
+    if not isinstance(accuracy, dict):
+        raise cli.UsageError(f"--accuracy {path} must be a JSON object of model name -> top-1")
+    for name, value in accuracy.items():
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 <= value <= 1:
+            raise cli.UsageError(f"--accuracy {path}: the top-1 of {name!r} must be a fraction "
+                                 f"between 0 and 1, got {json.dumps(value)}")
+    return {name: float(value) for name, value in accuracy.items()}

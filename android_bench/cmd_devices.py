@@ -31,8 +31,12 @@ def _line(d: dict) -> str:
     what = " ".join(filter(None, [d.get("manufacturer"), d.get("model")])) or "?"
     soc = d.get("soc") or d.get("hardware")
     os_text = f"Android {d['android']} (SDK {d.get('sdk')})" if d.get("android") else d.get("uname")
+    python = None
+    if d.get("kind") != "adb" or d.get("python_version"):
+        python = f"python {d.get('python')} " + (d.get("python_version") or "not found")
     parts = [what, soc if soc and soc != what else None, d.get("abi"), os_text,
-             f"{d.get('cores')} cores, {freqs}" + (f", big cores mask {big}" if big else "")]
+             f"{d.get('cores')} cores, {freqs}" + (f", big cores mask {big}" if big else ""),
+             python]
     return f"{d['name']:28s} " + "; ".join(p for p in parts if p)
 
 

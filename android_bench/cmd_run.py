@@ -13,18 +13,20 @@ benchmark suites (android_bench/suites.py). --rounds N runs every cell N times, 
 (each cell once per round), and compares the median over the rounds: on a shared or warming
 machine that compares models side by side rather than minute by minute.
 
-Targets: local (this machine), adb (every device the adb server lists), adb:SERIAL,
-ssh:user@host[:port]. Targets run in parallel; the cells of one target run one at a time,
-pinned to its big cores, with a cool-down between them.
+Targets: local (this machine, under this very Python), adb (every device the adb server
+lists), adb:SERIAL, ssh:user@host[:port][:python=PATH][:identity=KEY]. Targets run in
+parallel; the cells of one target run one at a time, pinned to its big cores, with a cool-down
+between them.
 
 Android runs TFLite's official benchmark_model binary, pushed to /data/local/tmp/tfmobile:
 download the prebuilt one for the phone's ABI from
   https://storage.googleapis.com/tensorflow-nightly-public/prod/tensorflow/release/lite/tools/nightly/latest/android_aarch64_benchmark_model
 (android_arm for 32-bit phones) and pass --benchmark_binary, or put it in
 ~/.cache/tfmobile/benchmark_model/. Linux boards and this machine run the single-file
-android_bench/device_runner.py under the target's python3 (numpy plus ai_edge_litert or
-tflite_runtime). Every cell is appended to --results as it finishes (JSON Lines, raw output
-beside it); --resume skips the cells already done.
+android_bench/device_runner.py under the target's Python (numpy plus ai_edge_litert or
+tflite_runtime): a board's python3 unless the target or --ssh_python names another, this
+machine's the harness's own. Every cell is appended to --results as it finishes (JSON Lines,
+raw output beside it); --resume runs only what is missing, rounds included.
 """
 
 from __future__ import annotations
@@ -38,9 +40,9 @@ from absl import flags
 
 from android_bench import bench, cli as bench_cli, compare, models as models_lib, probe
 from android_bench import targets as targets_lib
-from android_bench.results import Store
-from tfmobile import cli
-from tfmobile.artifacts import ConversionError
+from android_bench.results import Store, StoreError
+from tfmobile.artifacts import ConversionError, WriteError
+from tfmobile_core import cli
 
 FLAGS = flags.FLAGS
 bench_cli.define_target_flags()
@@ -59,7 +61,7 @@ flags.DEFINE_boolean("rebuild", False, "Zoo models: convert again even when --ar
 flags.DEFINE_string("artifacts_dir", "artifacts", "Where zoo models are converted to (reused "
                     "when already there).")
 flags.DEFINE_list("targets", ["local"], "local, adb (every adb device), adb:SERIAL, "
-                  "ssh:user@host[:port].")
+                  "ssh:user@host[:port][:python=PATH][:identity=KEY].")
 flags.DEFINE_list("threads", ["1"], "Thread counts to run (one cell each).")
 flags.DEFINE_list("delegates", ["xnnpack"], f"Delegates to run: {', '.join(bench.DELEGATES)} "
                   "(cpu = the plain builtin kernels).")
@@ -127,7 +129,7 @@ def targets_from_flags() -> list[targets_lib.Target]:
             chosen.append(bench_cli.ssh_target(rest))
         else:
             raise cli.UsageError(f"unknown target {spec!r}; use local, adb, adb:SERIAL or "
-                                 "ssh:user@host[:port]")
+                                 f"ssh:{targets_lib.SshTarget.SPEC}")
     unique = {t.name: t for t in chosen}
     return list(unique.values())
 
@@ -137,7 +139,7 @@ def runner_for(target: targets_lib.Target):
     if kind == "auto":
         kind = "benchmark_model" if target.kind == "adb" else "device_runner"
     if kind == "device_runner":
-        return bench.DeviceRunner()
+        return bench.DeviceRunner(target.python)
     if FLAGS.benchmark_binary:
         binary = pathlib.Path(FLAGS.benchmark_binary).expanduser()
         if not binary.is_file():
@@ -162,9 +164,8 @@ def _progress(total: int):
 
     def on_cell(record):
         bar.update(1)
-        if record["status"] != "ok":
-            bar.write(f"failed: {record['target']['name']} {record['model']['name']}: "
-                      f"{record.get('reason')}")
+        if record.status != "ok":
+            bar.write(f"failed: {record.target_name} {record.model.name}: {record.reason}")
 
     return bar, on_cell
 
@@ -178,6 +179,10 @@ def main(argv):
     except OSError as err:
         raise cli.UsageError(f"cannot write --results {FLAGS.results}: {err.strerror}") from None
     try:
+        store.records()  # a damaged store is found now, before an hour of benchmarks
+    except StoreError as err:
+        raise cli.UsageError(f"{err}; repair that line or choose another --results") from None
+    try:
         targets = targets_from_flags()
         runners = {t.name: runner_for(t) for t in targets}
     except targets_lib.TargetError as err:
@@ -188,10 +193,12 @@ def main(argv):
         models = models_lib.resolve(FLAGS.models, FLAGS.modes, pathlib.Path(FLAGS.artifacts_dir),
                                     input_size=FLAGS.input_size, rebuild=FLAGS.rebuild,
                                     log=lambda m: print(m, file=sys.stderr))
-    except ValueError as err:
+    except models_lib.ModelError as err:
         raise cli.UsageError(str(err).splitlines()[0]) from None
     except ConversionError as err:
         raise cli.Failure(f"converting a zoo model failed: {err}") from None
+    except WriteError as err:
+        raise cli.Failure(str(err)) from None
 
     total = len(targets) * len(models) * len(configs) * FLAGS.rounds
     bar, on_cell = _progress(total)
@@ -204,7 +211,9 @@ def main(argv):
           f"failed, {counts['skipped']} already done; results: {store.path}")
     if FLAGS.compare:
         out_dir = store.path.parent / "compare"
-        for title, stem, text in compare.write_comparison(store.records(), out_dir,
-                                                          baseline=FLAGS.baseline):
-            print(f"\n{text}(also {compare.also_written(stem)})")
+        records = store.records()
+        for _, text, files in compare.write_comparison(records, out_dir, baseline=FLAGS.baseline):
+            print(f"\n{text}(files: {', '.join(map(str, files))})")
+        if store.torn_lines:
+            print(store.torn_note().lstrip("; ").capitalize())
     return 1 if counts["failed"] else 0

@@ -9,23 +9,26 @@ style of the MobileNet V3 paper's Pixel figures.
 from __future__ import annotations
 
 import csv
+import dataclasses
+import hashlib
 import io
 import pathlib
 import re
 import statistics
 
-from converters import stock as stock_artifacts
-from tfmobile import atomic
+from tfmobile_core import atomic
+from tfmobile_core.records import (MODES, ArtifactId, BenchConfig, BenchmarkRecord, Conversion,
+                                   Latency, Metrics)
 
 COLUMNS = ["model", "mode", "MACs (M)", "params (M)", "size (MB)", "latency (ms)", "p90 (ms)",
            "std (ms)", "statistic", "rounds", "partitions", "vs baseline", "vs stock",
            "int8 speed-up"]
 
 
-def partitions(metrics: dict) -> str:
+def partitions(metrics: Metrics) -> str:
     """'1', or '4 (CPU: AVERAGE_POOL_2D 3)': the delegate's partitions and the ops it left to
     the builtin kernels (device runner cells; benchmark_model does not say)."""
-    count, outside = metrics.get("partitions"), metrics.get("ops_outside_delegate") or {}
+    count, outside = metrics.partitions, metrics.ops_outside_delegate or {}
     if count is None:
         return ""
     if not outside:
@@ -33,123 +36,131 @@ def partitions(metrics: dict) -> str:
     return f"{count} (CPU: " + ", ".join(f"{op} {n}" for op, n in outside.items()) + ")"
 
 
-def spread(rounds: list[float] | None) -> str:
+def spread(rounds: tuple[float, ...] | None) -> str:
     """'5 (1.21-1.34)': how many rounds the median is over, and their range."""
     if not rounds:
         return ""
     return f"{len(rounds)} ({min(rounds):.2f}-{max(rounds):.2f})"
 
 
-def on_edgetpu(metrics: dict) -> str:
+def on_edgetpu(metrics: Metrics) -> str:
     """Whether the Edge TPU ran the model: its delegate took edgetpu-custom-op nodes."""
-    ops = metrics.get("edgetpu_ops")
+    ops = metrics.edgetpu_ops
     if ops is None:
         return ""
     return f"yes ({ops} custom op{'s' if ops != 1 else ''})" if ops else "no"
 
 
-def latest_ok(records: list[dict]) -> list[dict]:
+def latest_ok(records: list[BenchmarkRecord]) -> list[BenchmarkRecord]:
     """The newest successful measurement of every (target, model, configuration).
 
-    A run with --rounds left one record per round; those of the newest run merge into one
-    whose latency statistics are the medians over the rounds (metrics["rounds"] keeps each
-    round's median).
+    A run with --rounds left one record per round (a resumed run adds its missing rounds under
+    the same run id); those of the cell's newest run merge into one whose latency statistics
+    are the medians over the rounds (metrics.rounds keeps each round's figure).
     """
-    runs: dict[str, list[dict]] = {}
+    runs: dict[str, dict[str | None, list[BenchmarkRecord]]] = {}
+    newest: dict[str, str | None] = {}
     for record in records:  # the store is in time order
-        if record.get("status") != "ok":
+        if record.status != "ok":
             continue
-        run_id = (record.get("run") or {}).get("id")
-        kept = runs.get(record["key"])
-        if kept and run_id is not None and (kept[-1].get("run") or {}).get("id") == run_id:
-            kept.append(record)
-        else:
-            runs[record["key"]] = [record]
-    return [merge_rounds(found) for found in runs.values()]
+        run_id = record.run.id if record.run else None
+        runs.setdefault(record.key, {}).setdefault(run_id, []).append(record)
+        newest[record.key] = run_id
+    return [merge_rounds(runs[key][run_id]) for key, run_id in newest.items()]
 
 
-def merge_rounds(rounds: list[dict]) -> dict:
+def merge_rounds(rounds: list[BenchmarkRecord]) -> BenchmarkRecord:
     if len(rounds) == 1:
         return rounds[0]
-    merged = dict(rounds[-1])
-    stats = [r["metrics"]["latency_ms"] for r in rounds]
-    latency = {key: statistics.median(s[key] for s in stats)
-               for key in stats[0] if all(s.get(key) is not None for s in stats)}
-    merged["metrics"] = {**rounds[-1]["metrics"], "latency_ms": latency,
-                         "rounds": [round(_latency(r), 4) for r in rounds]}
-    return merged
+    stats = [r.metrics.latency_ms for r in rounds]
+    latency = Latency(**{field.name: statistics.median(getattr(s, field.name) for s in stats)
+                         for field in dataclasses.fields(Latency)
+                         if all(getattr(s, field.name) is not None for s in stats)})
+    last = rounds[-1]
+    metrics = dataclasses.replace(last.metrics, latency_ms=latency,
+                                  rounds=tuple(round(_latency(r), 4) for r in rounds))
+    return dataclasses.replace(last, metrics=metrics)
 
 
-def _latency(record: dict) -> float:
-    stats = record["metrics"]["latency_ms"]
-    return stats.get("median") if stats.get("median") is not None else stats["mean"]
+def _latency(record: BenchmarkRecord) -> float:
+    return record.metrics.latency_ms.typical
 
 
-def float_twin(name: str) -> str | None:
-    """fd_mobilenet_1_224_int8 -> fd_mobilenet_1_224_float32."""
-    return re.sub(r"_int8$", "_float32", name) if name.endswith("_int8") else None
+Group = tuple[str, str, BenchConfig]  # target name, runner, configuration
 
 
-def group(records: list[dict]) -> dict[tuple[str, str], list[dict]]:
-    """Records by (target name, configuration label)."""
-    groups: dict[tuple[str, str], list[dict]] = {}
+def group(records: list[BenchmarkRecord]) -> dict[Group, list[BenchmarkRecord]]:
+    """Records by target, runner and configuration: one table each."""
+    groups: dict[Group, list[BenchmarkRecord]] = {}
     for record in records:
-        c = record["config"]
-        label = f"{c['delegate']}, {c['threads']} thread{'s' if c['threads'] > 1 else ''}"
-        groups.setdefault((record["target"]["name"], label), []).append(record)
+        groups.setdefault((record.target_name, record.runner, record.config), []).append(record)
     return groups
 
 
-def table_rows(records: list[dict], baseline: str | None = None,
+def title(key: Group) -> str:
+    target, runner, config = key
+    return f"{target} ({config.label()}, {config.num_runs} runs; {runner})"
+
+
+def _by_artifact(records: list[BenchmarkRecord]) -> dict:
+    """Records by what they ran: (ArtifactId, compiled_for); models from elsewhere left out."""
+    return {(r.model.artifact, r.model.compiled_for): r for r in records if r.model.artifact}
+
+
+def table_rows(records: list[BenchmarkRecord], baseline: str | None = None,
                accuracy: dict | None = None) -> list[dict]:
-    by_name = {r["model"]["name"]: r for r in records}
+    by_name = {r.model.name: r for r in records}
+    by_artifact = _by_artifact(records)
     base = by_name.get(baseline) if baseline else None
     rows = []
-    for record in sorted(records, key=lambda r: (r["model"].get("macs") or 0, r["model"]["name"])):
-        model, stats = record["model"], record["metrics"]["latency_ms"]
+    for record in sorted(records, key=lambda r: (r.model.macs or 0, r.model.name)):
+        model, stats = record.model, record.metrics.latency_ms
         latency = _latency(record)
-        twin = by_name.get(float_twin(model["name"]) or "")
-        stock = by_name.get(stock_artifacts.PREFIX + model["name"])
+        artifact = model.artifact
+        twin = stock = None
+        if artifact is not None and not model.compiled_for:
+            if artifact.conversion.mode == "int8":
+                twin = by_artifact.get((artifact.float_twin(), None))
+            if artifact.conversion.path == "tfmobile":
+                stock = by_artifact.get((artifact.stock_twin(), None))
         row = {
-            "model": model["name"],
-            "mode": model.get("mode") or "",
-            "MACs (M)": f"{model['macs'] / 1e6:.1f}" if model.get("macs") else "",
-            "params (M)": f"{model['params'] / 1e6:.2f}" if model.get("params") else "",
-            "size (MB)": f"{model['size_bytes'] / 1e6:.2f}",
+            "model": model.name,
+            "mode": model.mode or "",
+            "MACs (M)": f"{model.macs / 1e6:.1f}" if model.macs else "",
+            "params (M)": f"{model.params / 1e6:.2f}" if model.params else "",
+            "size (MB)": f"{model.size_bytes / 1e6:.2f}",
             "latency (ms)": f"{latency:.2f}",
-            "p90 (ms)": f"{stats['p90']:.2f}" if stats.get("p90") is not None else "",
-            "std (ms)": f"{stats['std']:.2f}" if stats.get("std") is not None else "",
-            "statistic": record["metrics"].get("latency_statistic", ""),
-            "rounds": spread(record["metrics"].get("rounds")),
-            "partitions": partitions(record["metrics"]),
+            "p90 (ms)": f"{stats.p90:.2f}" if stats.p90 is not None else "",
+            "std (ms)": f"{stats.std:.2f}" if stats.std is not None else "",
+            "statistic": record.metrics.latency_statistic,
+            "rounds": spread(record.metrics.rounds),
+            "partitions": partitions(record.metrics),
             "vs baseline": f"{_latency(base) / latency:.2f}x" if base else "",
             # > 1: ours is faster than keras.applications converted the stock way
             "vs stock": f"{_latency(stock) / latency:.2f}x" if stock else "",
             "int8 speed-up": f"{_latency(twin) / latency:.2f}x" if twin else "",
         }
-        if record["config"]["delegate"] == "edgetpu":
-            row["on Edge TPU"] = on_edgetpu(record["metrics"])
+        if record.config.delegate == "edgetpu":
+            row["on Edge TPU"] = on_edgetpu(record.metrics)
         if accuracy:
-            row["top-1"] = f"{accuracy[model['name']]:.1%}" if model["name"] in accuracy else ""
+            row["top-1"] = f"{accuracy[model.name]:.1%}" if model.name in accuracy else ""
         rows.append(row)
     return rows
 
 
-def fd_mobilenet_rows(records: list[dict]) -> list[dict]:
+def fd_mobilenet_rows(records: list[BenchmarkRecord]) -> list[dict]:
     """The FD-MobileNet paper's speed comparison at equal MFLOPs (android_bench/suites.py),
     from whichever of its models the records hold: one row per (mode, cost level, peer)."""
     from android_bench import models, suites
 
-    by_name = {r["model"]["name"]: r for r in records}
-    sizes = sorted({r["model"].get("input_size") for r in records
-                    if r["model"].get("architecture") == "fd_mobilenet"} - {None})
-    modes = sorted({r["model"].get("mode") for r in records} - {None},
-                   key=lambda m: models.MODES.index(m) if m in models.MODES else len(models.MODES))
+    by_artifact = _by_artifact(records)
+    ours = [r.model.artifact for r in records if r.model.artifact and not r.model.compiled_for]
+    sizes = sorted({a.model.input_size for a in ours if a.model.name == "fd_mobilenet"})
+    modes = [m for m in MODES if any(a.conversion.mode == m for a in ours)]
 
-    def find(entry: str, size: int, mode: str) -> dict | None:
-        name, args = models.parse_zoo_entry(entry)
-        return by_name.get(models.artifact_stem(name, {"alpha": 1.0, "input_size": size, **args},
-                                                mode))
+    def find(entry: str, size: int, mode: str) -> BenchmarkRecord | None:
+        identity, _ = models.zoo_identity(entry, size)
+        return by_artifact.get((ArtifactId(identity, Conversion(mode=mode)), None))
 
     rows = []
     for size in sizes:
@@ -165,10 +176,10 @@ def fd_mobilenet_rows(records: list[dict]) -> list[dict]:
                     paper = level.paper_speedup.get(label)
                     rows.append({
                         "mode": mode, "MFLOPs (paper)": level.mflops,
-                        "FD-MobileNet": fd["model"]["name"],
-                        "FD MACs (M)": f"{fd['model']['macs'] / 1e6:.1f}",
+                        "FD-MobileNet": fd.model.name,
+                        "FD MACs (M)": f"{fd.model.macs / 1e6:.1f}",
                         "FD (ms)": f"{_latency(fd):.2f}",
-                        "peer": label, "peer MACs (M)": f"{peer['model']['macs'] / 1e6:.1f}",
+                        "peer": label, "peer MACs (M)": f"{peer.model.macs / 1e6:.1f}",
                         "peer (ms)": f"{_latency(peer):.2f}",
                         "FD speed-up": f"{_latency(peer) / _latency(fd):.2f}x",
                         "paper (ARM, NCNN)": f"{paper:.2f}x" if paper else "",
@@ -192,7 +203,8 @@ def csv_text(rows: list[dict]) -> str:
     return out.getvalue()
 
 
-def plot(records: list[dict], title: str, path: pathlib.Path, accuracy: dict | None = None) -> None:
+def plot(records: list[BenchmarkRecord], title: str, path: pathlib.Path,
+         accuracy: dict | None = None) -> None:
     """Latency against MACs (and against top-1 where known), one marker per mode."""
     import logging
 
@@ -202,14 +214,13 @@ def plot(records: list[dict], title: str, path: pathlib.Path, accuracy: dict | N
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    with_acc = [r for r in records if accuracy and r["model"]["name"] in accuracy]
+    with_acc = [r for r in records if accuracy and r.model.name in accuracy]
     panels = 2 if with_acc else 1
     fig, axes = plt.subplots(1, panels, figsize=(6.5 * panels, 5), squeeze=False)
     markers = {"float32": "o", "float16": "s", "dynamic": "^", "int8": "D"}
-    for mode in sorted({r["model"].get("mode") or "other" for r in records}):
-        chosen = [r for r in records if (r["model"].get("mode") or "other") == mode]
-        points = [(r["model"]["macs"] / 1e6, _latency(r), r["model"]["name"])
-                  for r in chosen if r["model"].get("macs")]
+    for mode in sorted({r.model.mode or "other" for r in records}):
+        chosen = [r for r in records if (r.model.mode or "other") == mode]
+        points = [(r.model.macs / 1e6, _latency(r), r.model.name) for r in chosen if r.model.macs]
         if points:
             x, y, names = zip(*points)
             axes[0][0].scatter(x, y, marker=markers.get(mode, "x"), label=mode)
@@ -217,8 +228,8 @@ def plot(records: list[dict], title: str, path: pathlib.Path, accuracy: dict | N
                 axes[0][0].annotate(name.rsplit("_", 1)[0], (xi, yi), fontsize=7,
                                     xytext=(3, 3), textcoords="offset points")
         if with_acc:
-            acc_points = [(_latency(r), accuracy[r["model"]["name"]] * 100) for r in chosen
-                          if r["model"]["name"] in accuracy]
+            acc_points = [(_latency(r), accuracy[r.model.name] * 100) for r in chosen
+                          if r.model.name in accuracy]
             if acc_points:
                 lat, top1 = zip(*acc_points)
                 axes[0][1].scatter(lat, top1, marker=markers.get(mode, "x"), label=mode)
@@ -238,36 +249,46 @@ def plot(records: list[dict], title: str, path: pathlib.Path, accuracy: dict | N
     plt.close(fig)
 
 
-def also_written(stem: pathlib.Path) -> str:
-    """The table's other files: '<stem>.csv, <stem>.png'."""
-    return ", ".join(str(stem.with_suffix(ext)) for ext in (".csv", ".png")
-                     if stem.with_suffix(ext).exists())
+def file_stem(*parts: str, digest_of: str) -> str:
+    """A file name for a table: readable (letters, digits, _ and -: no dot for a suffix to cut
+    at, no colon), and unique by a digest of the table's full title, so targets and
+    configurations that read alike never share a file."""
+    readable = re.sub(r"[^A-Za-z0-9-]+", "_", " ".join(parts)).strip("_")[:80]
+    return f"{readable}-{hashlib.sha256(digest_of.encode()).hexdigest()[:8]}"
 
 
-def slug(text: str) -> str:
-    return re.sub(r"[^A-Za-z0-9.]+", "_", text).strip("_")
+def write_table(out_dir: pathlib.Path, stem: str, rows: list[dict], heading: str,
+                records: list[BenchmarkRecord] | None = None,
+                accuracy: dict | None = None) -> tuple[str, list[pathlib.Path]]:
+    """<stem>.md and <stem>.csv (and <stem>.png of `records`); returns the Markdown and the
+    files written."""
+    text = markdown(rows, heading)
+    files = [out_dir / f"{stem}.md", out_dir / f"{stem}.csv"]
+    atomic.write_bytes(files[0], text.encode())
+    atomic.write_bytes(files[1], csv_text(rows).encode())
+    if records is not None:
+        files.append(out_dir / f"{stem}.png")
+        plot(records, heading, files[2], accuracy)
+    return text, files
 
 
-def write_comparison(records: list[dict], out_dir: pathlib.Path, *, baseline: str | None = None,
-                     accuracy: dict | None = None) -> list[tuple[str, pathlib.Path, str]]:
-    """Writes the tables and plot of every (target, configuration); returns (title, stem, md)."""
+def write_comparison(records: list[BenchmarkRecord], out_dir: pathlib.Path, *,
+                     baseline: str | None = None, accuracy: dict | None = None,
+                     ) -> list[tuple[str, str, list[pathlib.Path]]]:
+    """Writes the tables and plot of every (target, runner, configuration); returns (title,
+    Markdown, files) of each table."""
     out_dir.mkdir(parents=True, exist_ok=True)
     written = []
-    for (target, label), chosen in sorted(group(latest_ok(records)).items()):
-        title = f"{target} ({label})"
-        rows = table_rows(chosen, baseline, accuracy)
-        stem = out_dir / slug(f"{target}_{label}")
-        text = markdown(rows, title)
-        atomic.write_bytes(stem.with_suffix(".md"), text.encode())
-        atomic.write_bytes(stem.with_suffix(".csv"), csv_text(rows).encode())
-        plot(chosen, title, stem.with_suffix(".png"), accuracy)
-        written.append((title, stem, text))
+    groups = group(latest_ok(records))
+    for key in sorted(groups, key=title):
+        chosen, heading = groups[key], title(key)
+        stem = file_stem(key[0], key[2].label(), digest_of=heading)
+        text, files = write_table(out_dir, stem, table_rows(chosen, baseline, accuracy), heading,
+                                  chosen, accuracy)
+        written.append((heading, text, files))
         fd_rows = fd_mobilenet_rows(chosen)
         if fd_rows:
-            fd_title = f"FD-MobileNet at equal MFLOPs: {title}"
-            fd_stem = out_dir / slug(f"{target}_{label}_fd_mobilenet_paper")
-            fd_text = markdown(fd_rows, fd_title)
-            atomic.write_bytes(fd_stem.with_suffix(".md"), fd_text.encode())
-            atomic.write_bytes(fd_stem.with_suffix(".csv"), csv_text(fd_rows).encode())
-            written.append((fd_title, fd_stem, fd_text))
+            fd_heading = f"FD-MobileNet at equal MFLOPs: {heading}"
+            text, files = write_table(out_dir, f"{stem}_fd_mobilenet_paper", fd_rows, fd_heading)
+            written.append((fd_heading, text, files))
     return written

@@ -154,6 +154,9 @@ def silent_load_failure(model: str) -> str:
     return "the runtime gives no reason"
 
 
+# --- Vendored from converters/litert.py (tests/test_layering.py keeps the copy identical) ---
+
+
 def execution(interpreter) -> dict:
     """How the interpreter runs the model: delegate partitions and the ops left outside them.
 
@@ -194,6 +197,9 @@ def _delegated_ops(kernels: list, ops: list) -> set:
             delegated.add(op)
             pending.extend(inputs_of[op])
     return delegated
+
+
+# --- End of the vendored copy ---
 
 
 # --- Inputs and outputs --------------------------------------------------------------------

@@ -2,113 +2,127 @@
 
 A zoo entry is `name[:key=value...]`, e.g. `mobilenet_v1:alpha=0.5:input_size=160`,
 `shufflenet_v1:groups=8`, `mobilenet_v3_small:minimalistic`; it becomes one `.tflite` per mode
-(float32, int8, ...) in the artifacts directory, reused when already there. `stock:NAME[...]`
-is the same network from keras.applications converted the stock way (converters/stock.py), to
-time ours against. `@SUITE` names a list of entries (android_bench/suites.py). Whatever the
-converter's JSON report beside a `.tflite` says (MACs, params, mode) travels with the model into
-every result.
+(float32, int8, ...) in the artifacts directory, reused when the one there was made from the
+same records. `stock:NAME[...]` is the same network from keras.applications converted the stock
+way (converters/stock.py), to time ours against. `@SUITE` names a list of entries
+(android_bench/suites.py).
+
+What a model is travels with it as records (tfmobile_core.records): the ArtifactId embedded in
+a .tflite the converter wrote, and the report beside it (MACs, params). A file name is only
+ever a file name.
 """
 
 from __future__ import annotations
 
-import dataclasses
 import hashlib
-import json
 import pathlib
-import re
 
-
-@dataclasses.dataclass(frozen=True)
-class Model:
-    path: pathlib.Path
-    name: str  # the artifact stem, e.g. fd_mobilenet_1_224_int8
-    sha256: str
-    size_bytes: int
-    mode: str | None  # float32 | float16 | dynamic | int8, when the report says
-    architecture: str | None
-    macs: int | None
-    params: int | None
-    compiled_for: str | None = None  # "edgetpu": holds edgetpu-custom-op (edgetpu_compiler's)
-    input_size: int | None = None
-
-    def describe(self) -> dict:
-        return {"path": str(self.path), "name": self.name, "sha256": self.sha256,
-                "size_bytes": self.size_bytes, "mode": self.mode,
-                "architecture": self.architecture, "macs": self.macs, "params": self.params,
-                "compiled_for": self.compiled_for, "input_size": self.input_size}
-
+from tfmobile_core.records import (METADATA_NAME, MODES, ArtifactId, Conversion,
+                                   ConversionReport, ModelFile, ModelIdentity, RecordError)
 
 EDGETPU_SUFFIX = "_edgetpu"  # edgetpu_compiler writes X.tflite to X_edgetpu.tflite
 EDGETPU_OP = b"edgetpu-custom-op"
-MODES = ("float32", "float16", "dynamic", "int8")  # the converter's (converters/pipeline.py)
+STOCK = "stock:"
 
 
-def _mode_from_name(stem: str) -> str | None:
-    stem = re.sub(r"(_u?int8_io|_float32_io)?(_edgetpu)?$", "", stem)
-    suffix = stem.rsplit("_", 1)[-1]
-    return suffix if suffix in MODES else None
+class ModelError(ValueError):
+    """A model entry or file that cannot be benchmarked; one line."""
 
 
-def report_for(path: pathlib.Path) -> dict:
-    """The converter's report beside a `.tflite`; for a compiled `X_edgetpu.tflite`, the one
-    of the `X.tflite` it was compiled from (same network, MACs and quantization)."""
-    candidates = [path.with_suffix(".json")]
-    if path.stem.endswith(EDGETPU_SUFFIX):
-        candidates.append(path.with_name(path.stem[:-len(EDGETPU_SUFFIX)] + ".json"))
-    for candidate in candidates:
-        if candidate.exists():
-            return json.loads(candidate.read_text())
-    return {}
+def _report(path: pathlib.Path, sha256: str | None) -> ConversionReport | None:
+    """The converter's report at `path` if it describes the file of that sha256 (None: any)."""
+    if not path.is_file():
+        return None
+    try:
+        report = ConversionReport.read(path)
+    except RecordError:
+        return None  # a foreign or older JSON file beside the model: it does not describe it
+    if sha256 is not None and report.artifact.sha256 != sha256:
+        return None  # a stale report: the model beside it was replaced
+    return report
 
 
-def from_file(path: pathlib.Path) -> Model:
-    """A `.tflite` and, when the converter wrote one beside it (or beside the model it was
-    compiled from), its report."""
-    content = path.read_bytes()
-    if content[4:8] != b"TFL3":
-        raise ValueError(f"{path} is not a .tflite model (no TFL3 identifier)")
-    report = report_for(path)
-    model_info = report.get("model", {})
-    return Model(
-        path=path,
-        name=path.stem,
-        sha256=hashlib.sha256(content).hexdigest(),
-        size_bytes=len(content),
-        mode=report.get("conversion", {}).get("mode") or _mode_from_name(path.stem),
-        architecture=model_info.get("name"),
-        macs=model_info.get("macs"),
-        params=model_info.get("params"),
+def identify(path: pathlib.Path, content: bytes, sha256: str) -> tuple[ArtifactId | None,
+                                                                      ConversionReport | None]:
+    """What the model is. The converter embeds its ArtifactId in every .tflite it writes, and
+    its report beside it holds the operation counts. A model that edgetpu_compiler compiled
+    outside tfmobile has lost the embedded record (the compiler drops metadata): its source
+    is found by the compiler's own output name, X_edgetpu.tflite for X.tflite, and X's report
+    is taken only when X is still the file it describes."""
+    from converters import litert
+
+    report = _report(path.with_suffix(".json"), sha256)
+    try:
+        stored = litert.read_metadata(content, METADATA_NAME)
+        embedded = ArtifactId.from_json(stored) if stored is not None else None
+    except Exception:  # noqa: BLE001 - a damaged record (or flatbuffer): the model is foreign
+        embedded = None
+    if report is None and path.stem.endswith(EDGETPU_SUFFIX):
+        source = path.with_name(path.stem[: -len(EDGETPU_SUFFIX)] + ".tflite")
+        if source.is_file():
+            source_sha = hashlib.sha256(source.read_bytes()).hexdigest()
+            report = _report(source.with_suffix(".json"), source_sha)
+    if embedded is None and report is not None:
+        embedded = report.artifact_id
+    if report is not None and report.artifact_id != embedded:
+        report = None  # the report is of another model
+    return embedded, report
+
+
+def from_file(path: pathlib.Path) -> ModelFile:
+    """A `.tflite` and what the records say it is; ModelError (one line) for a file that is
+    missing or not a .tflite model."""
+    from converters import litert
+
+    try:
+        content = path.read_bytes()
+    except OSError as err:
+        raise ModelError(f"cannot read model {path}: {err.strerror}") from None
+    try:
+        litert.check_model(content, str(path))
+    except litert.NotAModel as err:
+        raise ModelError(str(err)) from None
+    sha256 = hashlib.sha256(content).hexdigest()
+    artifact, report = identify(path, content, sha256)
+    return ModelFile(
+        path=str(path), sha256=sha256, size_bytes=len(content), artifact=artifact,
+        params=report.stats.params if report else None,
+        macs=report.stats.macs if report else None,
         # The custom op's name is a string in the flatbuffer: no need to parse the model.
         compiled_for="edgetpu" if EDGETPU_OP in content else None,
-        input_size=model_info.get("input_size"),
     )
 
 
-def artifact_stem(name: str, args: dict, mode: str) -> str:
-    from tfmobile.artifacts import artifact_stem as stem  # light: no TensorFlow
-
-    return stem(name, args, mode)
-
-
 def parse_zoo_entry(entry: str) -> tuple[str, dict]:
-    """`mobilenet_v1:alpha=0.5:input_size=160` -> ("mobilenet_v1", {...})."""
+    """`mobilenet_v1:alpha=0.5:input_size=160` -> ("mobilenet_v1", {...}); the options are
+    build()'s, the variants those the registry declares."""
+    from tfmobile import models
+
     name, _, options = entry.partition(":")
+    variants = models.all_variants()
     args: dict = {}
     for option in filter(None, options.split(":")):
         key, sep, value = option.partition("=")
-        if not sep:
-            args[key] = True  # a bare flag such as `minimalistic`
-        elif key in ("alpha",):
-            args[key] = float(value)
-        elif key in ("input_size", "groups", "num_classes"):
-            args[key] = int(value)
-        else:
-            raise ValueError(f"unknown option {key!r} in {entry!r}; "
-                             "use alpha=, input_size=, groups=, num_classes= or minimalistic")
+        try:
+            if key == "alpha":
+                args[key] = float(value)
+            elif key in ("input_size", "num_classes"):
+                args[key] = int(value)
+            elif key in variants and isinstance(variants[key].default, bool):
+                args[key] = not sep or value.lower() in ("1", "true", "yes")
+                if sep and value.lower() not in ("0", "1", "true", "false", "yes", "no"):
+                    raise ValueError(value)
+            elif key in variants:
+                args[key] = int(value)
+            else:
+                raise ModelError(f"unknown option {key!r} in {entry!r}; use alpha=, "
+                                 "input_size=, num_classes= or a variant ("
+                                 + ", ".join(variants) + ")")
+        except ValueError as err:
+            if isinstance(err, ModelError):
+                raise
+            raise ModelError(f"bad value {value!r} for {key} in {entry!r}") from None
     return name, args
-
-
-STOCK = "stock:"
 
 
 def expand(entries: list[str], input_size: int = 224) -> list[str]:
@@ -119,7 +133,7 @@ def expand(entries: list[str], input_size: int = 224) -> list[str]:
     for entry in entries:
         if entry.startswith("@"):
             if entry[1:] not in suites.SUITES:
-                raise ValueError(f"unknown suite {entry!r}; choose from "
+                raise ModelError(f"unknown suite {entry!r}; choose from "
                                  f"{', '.join('@' + s for s in suites.SUITES)}")
             expanded += suites.SUITES[entry[1:]](input_size)
         else:
@@ -127,49 +141,71 @@ def expand(entries: list[str], input_size: int = 224) -> list[str]:
     return list(dict.fromkeys(expanded))
 
 
-def resolve(entries: list[str], modes: list[str], artifacts_dir: pathlib.Path, *,
-            input_size: int = 224, rebuild: bool = False, log=print) -> list[Model]:
-    """Paths as they are; zoo and stock entries converted (once per mode) into
-    `artifacts_dir`."""
-    from converters import stock as stock_lib  # light: TensorFlow only when it converts
+def zoo_identity(entry: str, input_size: int = 224) -> tuple[ModelIdentity, bool]:
+    """A zoo or stock: entry's ModelIdentity (variants resolved) and whether it is stock."""
+    from tfmobile import artifacts, models
 
-    planned = []  # everything checked before the first (slow) conversion
+    stock = entry.startswith(STOCK)
+    name, args = parse_zoo_entry(entry[len(STOCK):] if stock else entry)
+    if name not in models.available():
+        raise ModelError(f"{entry!r} is neither a .tflite file nor a zoo network "
+                         f"({', '.join(models.available())})")
+    if stock and name not in artifacts.stock_available():
+        raise ModelError(f"{entry!r}: {name} has no keras.applications equivalent "
+                         f"(stock: takes {', '.join(artifacts.stock_available())})")
+    try:
+        identity = models.identity(name, **{"input_size": input_size, **args})
+    except ValueError as err:
+        raise ModelError(f"{entry!r}: {err}") from None
+    return identity, stock
+
+
+def resolve(entries: list[str], modes: list[str], artifacts_dir: pathlib.Path, *,
+            input_size: int = 224, rebuild: bool = False, log=print) -> list[ModelFile]:
+    """Paths as they are; zoo and stock entries converted (once per mode) into
+    `artifacts_dir`, or taken from there when the artifact there holds the same records.
+    Everything is checked before the first (slow) conversion."""
+    unknown = [m for m in modes if m not in MODES]
+    if unknown:
+        raise ModelError(f"unknown mode {unknown[0]!r}; choose from {', '.join(MODES)}")
+    planned: list[tuple[pathlib.Path | None, ArtifactId | None, ModelIdentity | None]] = []
     for entry in expand(entries, input_size):
         if entry.endswith(".tflite"):
             if not pathlib.Path(entry).is_file():
-                raise ValueError(f"model file {entry} does not exist")
-            planned.append((entry, None, None, False))
+                raise ModelError(f"model file {entry} does not exist")
+            planned.append((pathlib.Path(entry), None, None))
             continue
-        stock = entry.startswith(STOCK)
-        name, args = parse_zoo_entry(entry[len(STOCK):] if stock else entry)
-        from tfmobile import models as zoo  # TensorFlow: only when a zoo name needs it
-
-        if name not in zoo.available():
-            raise ValueError(f"{entry!r} is neither a .tflite file nor a zoo network "
-                             f"({', '.join(zoo.available())})")
-        if stock and name not in stock_lib.available():
-            raise ValueError(f"{entry!r}: {name} has no keras.applications equivalent "
-                             f"(stock: takes {', '.join(stock_lib.available())})")
-        planned.append((entry, name, {"alpha": 1.0, "input_size": input_size, **args}, stock))
-
-    resolved = []
-    for entry, name, args, stock in planned:
-        if name is None:
-            resolved.append(from_file(pathlib.Path(entry)))
-            continue
+        identity, stock = zoo_identity(entry, input_size)
         for mode in modes:
-            stem = stock_lib.stem(name, args, mode) if stock else artifact_stem(name, args, mode)
-            target = artifacts_dir / f"{stem}.tflite"
-            if rebuild or not (target.exists() and target.with_suffix(".json").exists()):
-                from converters import pipeline
-                from tfmobile import artifacts as converted
+            ours = ArtifactId(identity, Conversion(mode=mode))
+            planned.append((None, ours.stock_twin() if stock else ours, identity))
 
-                artifacts_dir.mkdir(parents=True, exist_ok=True)
-                log(f"converting {stem} ...")
-                if stock:
-                    stock_lib.convert(name, args, mode, artifacts_dir)
-                else:
-                    converted.convert_zoo_model(name, args, pipeline.Request(mode=mode),
-                                                artifacts_dir, progress=False)
-            resolved.append(from_file(target))
-    return resolved
+    resolved: dict[str, ModelFile] = {}  # by sha256: the same model named twice runs once
+    for path, artifact, identity in planned:
+        if artifact is None:
+            found = from_file(path)
+            resolved.setdefault(found.sha256, found)
+            continue
+        target = artifacts_dir / f"{artifact.stem()}.tflite"
+        if target.exists() and not rebuild:
+            found = from_file(target)
+            if found.artifact == artifact and found.macs is not None:
+                resolved.setdefault(found.sha256, found)
+                continue
+            if found.artifact is not None and found.artifact != artifact:
+                raise ModelError(f"{target} holds another model ({found.artifact.model.weights}"
+                                 f" weights): pass --rebuild to replace it, or another "
+                                 "--artifacts_dir")
+        from tfmobile import artifacts
+        from converters import pipeline
+
+        artifacts_dir.mkdir(parents=True, exist_ok=True)
+        log(f"converting {artifact.stem()} ...")
+        if artifact.conversion.path == "stock":
+            artifacts.convert_stock(identity, artifact.conversion.mode, artifacts_dir)
+        else:
+            artifacts.convert_zoo_model(identity, pipeline.Request(conversion=artifact.conversion),
+                                        artifacts_dir, progress=False)
+        found = from_file(target)
+        resolved.setdefault(found.sha256, found)
+    return list(resolved.values())

@@ -7,6 +7,7 @@ and this machine, so `devices` and every result record describe targets the same
 from __future__ import annotations
 
 import re
+import shlex
 
 from android_bench.targets import Target, TargetError
 
@@ -22,8 +23,8 @@ grep -m1 -E '^(Hardware|model name|Model)[[:space:]]*:' /proc/cpuinfo | sed 's/[
 for z in /sys/class/thermal/thermal_zone[0-9]*; do
   [ -r "$z/temp" ] && echo "thermal.${z##*zone}=$(cat "$z/type" 2>/dev/null):$(cat "$z/temp" 2>/dev/null)"
 done
-for tool in taskset python3; do command -v "$tool" >/dev/null 2>&1 && echo "has.$tool=1"; done
-command -v python3 >/dev/null 2>&1 && echo "python=$(python3 -c 'import sys; print(sys.version.split()[0])' 2>/dev/null)"
+command -v taskset >/dev/null 2>&1 && echo "has.taskset=1"
+command -v "$PY" >/dev/null 2>&1 && echo "python=$("$PY" -c 'import sys; print(sys.version.split()[0])' 2>/dev/null)"
 command -v getprop >/dev/null 2>&1 && getprop | sed -n 's/^\[\([^]]*\)\]: \[\(.*\)\]$/prop.\1=\2/p'
 true
 """
@@ -63,7 +64,7 @@ def parse(text: str) -> dict:
         or raw.get("cpuinfo.model name"),
         "thermal_c": thermal,
         "taskset": raw.get("has.taskset") == "1",
-        "python": raw.get("python"),
+        "python_version": raw.get("python"),
     }
     for name, keys in ANDROID_PROPERTIES.items():
         keys = (keys,) if isinstance(keys, str) else keys
@@ -75,10 +76,11 @@ def parse(text: str) -> dict:
 
 
 def describe(target: Target) -> dict:
-    result = target.shell(SCRIPT, timeout=60)
+    result = target.shell(f"PY={shlex.quote(target.python)}\n{SCRIPT}", timeout=60)
     if result.returncode != 0 and "cores=" not in result.stdout:
         raise TargetError(f"{target.name}: probing failed: {result.stderr.strip()[-200:]}")
-    return {"name": target.name, "kind": target.kind, **parse(result.stdout)}
+    return {"name": target.name, "kind": target.kind, "python": target.python,
+            **parse(result.stdout)}
 
 
 def big_cores_mask(description: dict) -> str | None:

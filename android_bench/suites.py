@@ -14,10 +14,9 @@ import dataclasses
 
 
 def zoo() -> list[str]:
-    from converters import stock
-    from tfmobile import models
+    from tfmobile import artifacts, models
 
-    return models.available() + [f"stock:{name}" for name in stock.available()]
+    return models.available() + [f"stock:{name}" for name in artifacts.stock_available()]
 
 
 @dataclasses.dataclass(frozen=True)

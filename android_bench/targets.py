@@ -13,6 +13,7 @@ import pathlib
 import shlex
 import shutil
 import subprocess
+import sys
 import tempfile
 
 
@@ -49,6 +50,7 @@ class Target:
     name: str
     kind: str
     workdir: str  # where pushed files live on the target
+    python: str = "python3"  # the interpreter the device runner runs under there
 
     def shell(self, command: str, timeout: float = 120) -> Completed:
         raise NotImplementedError
@@ -65,12 +67,14 @@ class Target:
 
 
 class LocalTarget(Target):
-    """This machine: the device runner runs here with the host's own LiteRT."""
+    """This machine: the device runner runs here under the harness's own interpreter (whatever
+    PATH holds, the LiteRT the harness has is the one timed)."""
 
     kind = "local"
 
     def __init__(self):
         self.name = "local"
+        self.python = sys.executable
         self.workdir = os.path.join(tempfile.gettempdir(), f"tfmobile-bench-{os.getpid()}")
 
     def shell(self, command, timeout=120):
@@ -185,14 +189,19 @@ class AdbTarget(Target):
 
 
 class SshTarget(Target):
-    """A Linux board (Coral Dev Board, Raspberry Pi) through the OpenSSH client."""
+    """A Linux board (Coral Dev Board, Raspberry Pi) through the OpenSSH client.
+
+    `python` is the board's interpreter for the device runner: `python3` from the login's PATH
+    unless named (a venv's, say), since a login shell's PATH is rarely the one users mean.
+    """
 
     kind = "ssh"
 
     def __init__(self, destination: str, *, port: int | None = None, identity: str | None = None,
-                 options: tuple[str, ...] = ()):
+                 options: tuple[str, ...] = (), python: str = "python3"):
         self.destination = destination  # user@host
         self.port = port
+        self.python = python
         self.name = f"ssh:{destination}" + (f":{port}" if port else "")
         self.workdir = "/tmp/tfmobile-bench"
         self._options = ["-o", "BatchMode=yes", "-o", "ConnectTimeout=10",
@@ -202,13 +211,31 @@ class SshTarget(Target):
         for option in options:
             self._options += ["-o", option]
 
+    SPEC = "user@host[:port][:python=PATH][:identity=KEY]"
+
     @classmethod
-    def parse(cls, spec: str, **kwargs) -> "SshTarget":
-        """`user@host` or `user@host:port`."""
-        destination, _, port = spec.partition(":")
-        if not destination or (port and not port.isdigit()):
-            raise ValueError(f"ssh target must be user@host or user@host:port, got {spec!r}")
-        return cls(destination, port=int(port) if port else None, **kwargs)
+    def parse(cls, spec: str, *, python: str = "python3", identity: str | None = None,
+              **kwargs) -> "SshTarget":
+        """`user@host`, `user@host:2222`, `pi@rpi.local:python=/home/pi/venv/bin/python3`,
+        `root@board:22:identity=~/.ssh/board`: the destination, then the port and options."""
+        destination, *fields = spec.split(":")
+        port = None
+        for index, field in enumerate(fields):
+            key, sep, value = field.partition("=")
+            if not sep and index == 0 and field.isdigit() and 0 < int(field) < 65536:
+                port = int(field)
+            elif key == "python" and value:
+                python = value
+            elif key == "identity" and value:
+                identity = os.path.expanduser(value)
+            elif key == "port" and value.isdigit() and 0 < int(value) < 65536:
+                port = int(value)
+            else:
+                raise ValueError(f"ssh target must be {cls.SPEC}, got {spec!r} "
+                                 f"(what is {field!r}?)")
+        if not destination or destination.startswith("-"):
+            raise ValueError(f"ssh target must be {cls.SPEC}, got {spec!r}")
+        return cls(destination, port=port, identity=identity, python=python, **kwargs)
 
     def _ssh(self, command: str, timeout: float, stdin: bytes | None = None) -> Completed:
         argv = ["ssh", *self._options]

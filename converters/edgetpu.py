@@ -925,7 +925,7 @@ def read_model_file(path: str) -> bytes:
 def main(argv) -> int:
     from absl import flags
 
-    from tfmobile import atomic, cli
+    from tfmobile_core import atomic, cli
 
     del argv
     FLAGS = flags.FLAGS
@@ -951,7 +951,7 @@ def _command_line() -> None:
     """`analyze MODEL` as tfmobile's commands take it: the model becomes --model."""
     from absl import flags
 
-    from tfmobile import cli
+    from tfmobile_core import cli
 
     program = "converters.edgetpu"
     if len(sys.argv) < 2 or sys.argv[1] in ("-h", "--help", "help"):
@@ -966,12 +966,11 @@ def _command_line() -> None:
     flags.DEFINE_integer("runtime", LATEST_RUNTIME, "Edge TPU runtime version to target: rows of "
                          "the supported-operations table apply from a version.", lower_bound=12,
                          upper_bound=LATEST_RUNTIME)
-    defined_in = sys.argv[0]  # absl files flags defined in __main__ under sys.argv[0]
     rest = sys.argv[2:]
     if rest and not rest[0].startswith("-"):
         rest = [f"--model={rest[0]}", *rest[1:]]
     sys.argv = [f"{program} analyze", *rest]
-    cli.run(main, program=f"{program} analyze", flags_modules=(defined_in,), doc=__doc__)
+    cli.run(main, program=f"{program} analyze", doc=__doc__)
 
 
 if __name__ == "__main__":

@@ -14,7 +14,7 @@ import shutil
 import subprocess
 import tempfile
 
-from converters import edgetpu
+from converters import edgetpu, litert
 
 COMPILER = "edgetpu_compiler"
 INSTALL = (
@@ -63,12 +63,23 @@ def compile_model(tflite_path: pathlib.Path, compiler: str = COMPILER) -> dict:
             lines = [line for line in (run.stderr + run.stdout).splitlines() if line.strip()]
             result["reason"] = lines[-1].strip() if lines else f"exit code {run.returncode}"
             return result
+        carry_the_record_over(tflite_path, compiled_file)
         for produced in (compiled_file, log_file):
             if produced.exists():
                 final = tflite_path.parent / produced.name
                 os.replace(produced, final)
                 result["model" if produced.suffix == ".tflite" else "log_file"] = str(final)
     return result
+
+
+def carry_the_record_over(source: pathlib.Path, compiled: pathlib.Path) -> None:
+    """edgetpu_compiler drops a model's metadata (ultralytics/yolov5#9903): the ArtifactId the
+    converter embedded is copied into the compiled model, which then says what it is too."""
+    from tfmobile_core.records import METADATA_NAME
+
+    stored = litert.read_metadata(source.read_bytes(), METADATA_NAME)
+    if stored is not None:
+        compiled.write_bytes(litert.with_metadata(compiled.read_bytes(), METADATA_NAME, stored))
 
 
 def edgetpu_report(tflite_path: pathlib.Path, content: bytes, compiler: str = COMPILER) -> dict:

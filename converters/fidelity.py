@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
+
+from tfmobile_core.records import Fidelity
 
 
 def compare(reference: np.ndarray, candidate: np.ndarray) -> dict:
@@ -27,3 +31,14 @@ def compare(reference: np.ndarray, candidate: np.ndarray) -> dict:
         "cosine": float(np.mean(cosine)),
         "max_abs_error": float(np.max(np.abs(reference - candidate))),
     }
+
+
+def measure(reference: np.ndarray, candidate: np.ndarray, held_out: dict) -> Fidelity:
+    """`compare` as the report's record; identical outputs have no finite SQNR (None)."""
+    found = compare(reference, candidate)
+    k = next(int(key[3:-8]) for key in found if key.endswith("_overlap"))
+    return Fidelity(samples=found["samples"], top1_agreement=found["top1_agreement"],
+                    topk_overlap=found[f"top{k}_overlap"], k=k,
+                    sqnr_db=found["sqnr_db"] if math.isfinite(found["sqnr_db"]) else None,
+                    cosine=found["cosine"], max_abs_error=found["max_abs_error"],
+                    held_out=held_out)

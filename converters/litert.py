@@ -1,14 +1,19 @@
 """Running and reading .tflite models with the LiteRT interpreter.
 
 `ai_edge_litert` is the maintained runtime; `tflite_runtime` is accepted where a board has
-nothing else.
+nothing else. `execution` is the one partition analysis: the converter's report uses it here,
+and android_bench/device_runner.py, a single file that boards run without this package, holds
+a copy that tests/test_layering.py keeps identical.
 """
 
 from __future__ import annotations
 
 import collections
+import json
 
 import numpy as np
+
+EDGETPU_OP = "edgetpu-custom-op"
 
 
 def interpreter_class():
@@ -86,3 +91,96 @@ def tensor_ranks(content: bytes) -> collections.Counter:
     """How many tensors of each rank the main subgraph holds."""
     model = read_model(content)
     return collections.Counter(len(t.shape) for t in model.subgraphs[0].tensors if t.shape is not None)
+
+
+def execution(interpreter) -> dict:
+    """How the interpreter runs the model: delegate partitions and the ops left outside them.
+
+    `_get_ops_details()` lists the model's ops (nodes 0..n-1, still there once delegated) and,
+    after them, one node named DELEGATE per delegated partition, whose inputs and outputs are
+    the partition's boundary tensors; no field says which ops a partition took or which
+    delegate it belongs to. An op belongs to a partition when it lies on a path from the
+    partition's inputs to its outputs, so walking back from the outputs, stopping at the
+    inputs, finds them. The Edge TPU delegate takes each edgetpu-custom-op as a partition of
+    its own; the default XNNPACK delegate, applied after it, takes what it can of the rest.
+    """
+    try:
+        nodes = interpreter._get_ops_details()  # private, and the only view of the plan
+    except AttributeError:  # a runtime older than the method
+        return {}
+    kernels = [node for node in nodes if node["op_name"] == "DELEGATE"]
+    ops = [node for node in nodes if node["op_name"] != "DELEGATE"]
+    delegated = _delegated_ops(kernels, ops)
+    outside = collections.Counter(op["op_name"] for op in ops if op["index"] not in delegated)
+    on_edgetpu = [op for op in ops if op["index"] in delegated and op["op_name"] == EDGETPU_OP]
+    return {"partitions": len(kernels), "ops_outside_delegate": dict(outside.most_common()),
+            "edgetpu_ops": len(on_edgetpu)}
+
+
+def _delegated_ops(kernels: list, ops: list) -> set:
+    """Indices of the ops inside the delegate kernels' partitions."""
+    producer = {int(t): op["index"] for op in ops for t in op["outputs"]}
+    inputs_of = {op["index"]: [int(t) for t in op["inputs"] if t >= 0] for op in ops}
+    delegated = set()
+    for kernel in kernels:
+        boundary = {int(t) for t in kernel["inputs"]}
+        pending = [int(t) for t in kernel["outputs"]]
+        while pending:
+            tensor = pending.pop()
+            op = producer.get(tensor)
+            if tensor in boundary or op is None or op in delegated:
+                continue
+            delegated.add(op)
+            pending.extend(inputs_of[op])
+    return delegated
+
+
+class NotAModel(ValueError):
+    """Bytes that are not a readable .tflite flatbuffer; the message says why, in one line."""
+
+
+def check_model(content: bytes, what: str = "the file") -> None:
+    """NotAModel unless `content` parses as a .tflite model with a main subgraph. The runtime's
+    own loader crashes or answers with a bare ValueError on many damaged files."""
+    if len(content) < 8 or content[4:8] != b"TFL3":
+        raise NotAModel(f"{what} is not a .tflite model (no TFL3 file identifier)")
+    try:
+        model = read_model(content)
+        graph = model.subgraphs[0]
+        graph.tensors[graph.inputs[0]], graph.tensors[graph.outputs[0]]  # noqa: B018
+    except Exception as err:  # noqa: BLE001 - a damaged flatbuffer fails anywhere in its reader
+        raise NotAModel(f"{what} is a damaged .tflite model ({type(err).__name__} while "
+                        "reading it)") from None
+
+
+def with_metadata(content: bytes, name: str, value: dict) -> bytes:
+    """The model with a metadata entry `name` holding `value` as JSON (replacing an entry of
+    that name). LiteRT ignores metadata it does not know."""
+    from ai_edge_litert import schema_py_generated as schema
+
+    model = read_model(content)
+    buffer = schema.BufferT()
+    buffer.data = np.frombuffer(json.dumps(value, sort_keys=True).encode(), np.uint8)
+    model.buffers.append(buffer)
+    entry = schema.MetadataT()
+    entry.name, entry.buffer = name, len(model.buffers) - 1
+    model.metadata = [m for m in (model.metadata or []) if m.name.decode() != name] + [entry]
+    return write_model(model)
+
+
+def read_metadata(content: bytes, name: str) -> dict | None:
+    """The JSON value of metadata entry `name`, or None when the model has none. Reads only
+    the entry: no copy of the model's weights is made."""
+    from ai_edge_litert import schema_py_generated as schema
+
+    model = schema.Model.GetRootAs(content, 0)
+    for i in range(model.MetadataLength()):
+        entry = model.Metadata(i)
+        if entry.Name() and entry.Name().decode() == name:
+            data = model.Buffers(entry.Buffer()).DataAsNumpy()
+            try:
+                value = json.loads(bytes(data).decode())
+            except (ValueError, TypeError):
+                return None
+            return value if isinstance(value, dict) else None
+    return None

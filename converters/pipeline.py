@@ -18,29 +18,46 @@ import numpy as np
 from calibration import sources
 from calibration.preprocess import Preprocessing
 from converters import fidelity, litert, quantize, report, rewrite, tflite
+from tfmobile_core.records import (METADATA_NAME, ArtifactId, Conversion, ConversionReport,
+                                   Fidelity, GraphFacts, ModelIdentity, ModelStats)
 
-MODES = ("float32", "float16", "dynamic", "int8")
+CONVERTER_PATH = "SavedModel (batch-1 signature) -> TFLiteConverter.from_saved_model"
 
 
 @dataclasses.dataclass
 class Request:
-    mode: str = "float32"
-    io_type: str | None = None  # int8 | uint8 | float32; int8 mode defaults to int8
-    per_tensor: bool = False
+    """What to make (the Conversion record) and how many images to spend on it."""
+
+    conversion: Conversion = Conversion()
     calibration_samples: int = 300
     eval_samples: int = 64
-    denylisted_ops: list[str] = dataclasses.field(default_factory=list)
-    denylisted_nodes: list[str] = dataclasses.field(default_factory=list)
     debug_quantization: bool = False
     debug_samples: int = 32
-    expand_hard_swish: bool = True  # int8: HARD_SWISH as ADD/MUL, inside XNNPACK (rewrite.py)
-    float_depthwise: bool = True  # dynamic: depthwise filters float32, inside XNNPACK (rewrite.py)
 
 
 @dataclasses.dataclass
 class Result:
+    """The converted model and everything its report says about the conversion."""
+
     content: bytes
-    report: dict
+    artifact: GraphFacts
+    fidelity: Fidelity
+    seconds: float
+    quantization: dict | None
+    preprocessing: dict
+    calibration: dict | None
+    layer_errors: list | None
+
+    def report(self, identity: ModelIdentity, stats: ModelStats,
+               conversion: Conversion) -> ConversionReport:
+        return ConversionReport(
+            model=identity, stats=stats, conversion=conversion, artifact=self.artifact,
+            seconds=self.seconds, converter_path=CONVERTER_PATH,
+            quantization=self.quantization, preprocessing=self.preprocessing,
+            calibration=self.calibration, fidelity=self.fidelity,
+            layer_errors=self.layer_errors, versions=report.versions(),
+            git_commit=report.git_commit(),
+            created=datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"))
 
 
 def draw(images: list[np.ndarray], count: int, seed: int) -> tuple[list[np.ndarray], bool]:
@@ -60,11 +77,12 @@ def convert(
     image_set: sources.ImageSet,
     request: Request,
     progress=None,
+    artifact_id: ArtifactId | None = None,
 ) -> Result:
-    """`progress(iterable, total, desc)` wraps the calibration loop (a progress bar)."""
-    if request.mode not in MODES:
-        raise ValueError(f"mode must be one of {', '.join(MODES)}, got {request.mode!r}")
-    io_type = request.io_type or ("int8" if request.mode == "int8" else "float32")
+    """`progress(iterable, total, desc)` wraps the calibration loop (a progress bar).
+    `artifact_id` is embedded in the .tflite (metadata entry tfmobile.artifact), so the model
+    says what it is wherever it is copied."""
+    conversion = request.conversion
     started = time.perf_counter()
     input_size = model.input_shape[1]
     preprocessing = Preprocessing(input_size)
@@ -75,12 +93,14 @@ def convert(
         held_out_source = sources.EMBEDDED
     eval_images, eval_expanded = draw(held_out, request.eval_samples, seed=1)
     eval_batch = preprocessing.batch(eval_images)
+    denylisted_ops = [d for d in conversion.denylist if d.isupper()]
+    denylisted_nodes = [d for d in conversion.denylist if not d.isupper()]
 
     layer_errors = None
     calibration_info = None
     with tempfile.TemporaryDirectory(prefix="tfmobile-savedmodel-") as saved_model:
         tflite.export_saved_model(model, saved_model)
-        if request.mode == "int8":
+        if conversion.mode == "int8":
             cal_images, cal_expanded = draw(calibration_images, request.calibration_samples, seed=0)
             cal_batch = preprocessing.batch(cal_images)
             wrap = progress or (lambda it, total, desc: it)
@@ -89,67 +109,57 @@ def convert(
             )
             calibrated, ranges_tightened = quantize.tighten_ranges(calibrated)
             content = quantize.quantize(
-                calibrated, io_type=io_type, per_tensor=request.per_tensor,
-                denylisted_ops=request.denylisted_ops, denylisted_nodes=request.denylisted_nodes,
+                calibrated, io_type=conversion.io_type, per_tensor=conversion.per_tensor,
+                denylisted_ops=denylisted_ops, denylisted_nodes=denylisted_nodes,
             )
             hard_swish_expanded = 0
-            if request.expand_hard_swish:
+            if conversion.expand_hard_swish:
                 content, hard_swish_expanded = rewrite.expand_hard_swish(content)
             if request.debug_quantization:
                 layer_errors = quantize.layer_errors(
                     calibrated, lambda: iter(cal_batch[: request.debug_samples]),
-                    per_tensor=request.per_tensor, denylisted_ops=request.denylisted_ops,
-                    denylisted_nodes=request.denylisted_nodes,
+                    per_tensor=conversion.per_tensor, denylisted_ops=denylisted_ops,
+                    denylisted_nodes=denylisted_nodes,
                 )
             calibration_info = {**image_set.describe(), "calibration_images": len(calibration_images),
                                 "samples": len(cal_batch), "expanded_with_crops_and_flips": cal_expanded}
         else:
-            content = tflite.convert_saved_model(saved_model, request.mode)
-            if request.mode == "dynamic" and request.float_depthwise:
+            content = tflite.convert_saved_model(saved_model, conversion.mode)
+            if conversion.mode == "dynamic" and conversion.float_depthwise:
                 content, depthwise_in_float = rewrite.float_depthwise_weights(content)
+    if artifact_id is not None:
+        content = litert.with_metadata(content, METADATA_NAME, artifact_id.to_json())
     conversion_seconds = time.perf_counter() - started
 
     facts = report.graph_facts(content)
     reference = model.predict(eval_batch, verbose=0, batch_size=16)
     converted = litert.run(litert.load(content), eval_batch)
     quantization = None
-    if request.mode == "int8":
+    if conversion.mode == "int8":
         quantization = {
-            "io_type": io_type,
-            "granularity": "per-tensor" if request.per_tensor else "per-channel",
+            "granularity": "per-tensor" if conversion.per_tensor else "per-channel",
             "ops_set": "TFLITE_BUILTINS_INT8",
             "ranges": "min/max over the calibration samples",
             "ranges_tightened_to_reader_domain": ranges_tightened,
             "hard_swish_expanded_to_add_mul": hard_swish_expanded,
-            "denylisted_ops": request.denylisted_ops,
-            "denylisted_nodes": request.denylisted_nodes,
-            "kept_in_float": facts["float_ops"] if (request.denylisted_ops or request.denylisted_nodes) else [],
+            "kept_in_float": [dict(op) for op in facts.float_ops] if conversion.denylist else [],
         }
-    if request.mode == "dynamic":
+    if conversion.mode == "dynamic":
         quantization = {
             "weights": "int8, per channel; activations float, quantized on the fly",
-            "depthwise_filters_in_float32": depthwise_in_float if request.float_depthwise else 0,
+            "depthwise_filters_in_float32": depthwise_in_float if conversion.float_depthwise else 0,
         }
-    result_report = {
-        "conversion": {
-            "mode": request.mode,
-            "path": "SavedModel (batch-1 signature) -> TFLiteConverter.from_saved_model",
-            "seconds": round(conversion_seconds, 2),
-            "quantization": quantization,
-        },
-        "artifact": facts,
-        "preprocessing": {**preprocessing.describe(), "input_range": [-1.0, 1.0],
-                          "steps": "resize shorter side to input_size / crop_fraction, centre crop, x / 127.5 - 1"},
-        "calibration": calibration_info,
-        "fidelity": {
-            "against": "float Keras model (logits)",
-            "held_out": {"source": held_out_source, "images": len(held_out),
-                         "samples": len(eval_batch), "expanded_with_crops_and_flips": eval_expanded},
-            **fidelity.compare(reference, converted),
-        },
-        "layer_errors": layer_errors,
-        "versions": report.versions(),
-        "git_commit": report.git_commit(),
-        "created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
-    }
-    return Result(content, result_report)
+    held_out_info = {"source": held_out_source, "images": len(held_out),
+                     "samples": len(eval_batch), "expanded_with_crops_and_flips": eval_expanded}
+    return Result(
+        content=content,
+        artifact=facts,
+        fidelity=fidelity.measure(reference, converted, held_out_info),
+        seconds=round(conversion_seconds, 2),
+        quantization=quantization,
+        preprocessing={**preprocessing.describe(), "input_range": [-1.0, 1.0],
+                       "steps": "resize shorter side to input_size / crop_fraction, centre "
+                                "crop, x / 127.5 - 1"},
+        calibration=calibration_info,
+        layer_errors=layer_errors,
+    )

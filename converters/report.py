@@ -9,6 +9,7 @@ import pathlib
 import subprocess
 
 from converters import litert
+from tfmobile_core.records import Execution, GraphFacts, TensorInfo
 
 INTEGER_TYPES = {"INT8", "UINT8", "INT16", "INT32", "INT64", "BOOL"}
 
@@ -36,46 +37,43 @@ def float_ops(content: bytes) -> list[dict]:
     return out
 
 
-def io_details(interpreter) -> dict:
-    def describe(d):
-        scale, zero_point = d["quantization"]
-        return {"name": d["name"], "shape": [int(x) for x in d["shape"]],
-                "dtype": d["dtype"].__name__, "scale": float(scale), "zero_point": int(zero_point)}
-
-    return {"input": describe(interpreter.get_input_details()[0]),
-            "output": describe(interpreter.get_output_details()[0])}
+def tensor_info(detail: dict) -> TensorInfo:
+    scale, zero_point = detail["quantization"]
+    return TensorInfo(name=detail["name"], shape=tuple(int(x) for x in detail["shape"]),
+                      dtype=detail["dtype"].__name__, scale=float(scale),
+                      zero_point=int(zero_point))
 
 
-def graph_facts(content: bytes) -> dict:
-    """Size, hash, op and tensor-type counts, and whether everything inside is integer."""
+def graph_facts(content: bytes, path: str = "") -> GraphFacts:
+    """Size, hash, op and tensor-type counts, whether everything inside is integer, and how
+    LiteRT runs it on this CPU."""
     ops = litert.op_counts(content)
     tensor_types = tensor_type_counts(content)
     interpreter = litert.load(content)  # one load serves the io details and the execution plan
-    # Fully integer: no float tensor anywhere, the interface included.
-    return {
-        "file_bytes": len(content),
-        "sha256": hashlib.sha256(content).hexdigest(),
-        "ops": dict(sorted(ops.items(), key=lambda kv: -kv[1])),
-        "tensor_types": tensor_types,
-        "fully_integer": set(tensor_types) <= INTEGER_TYPES,
-        "float_ops": float_ops(content),
-        "io": io_details(interpreter),
-        "execution": execution(interpreter),
-    }
+    return GraphFacts(
+        path=path,
+        file_bytes=len(content),
+        sha256=hashlib.sha256(content).hexdigest(),
+        ops=dict(sorted(ops.items(), key=lambda kv: -kv[1])),
+        tensor_types=tensor_types,
+        # Fully integer: no float tensor anywhere, the interface included.
+        fully_integer=set(tensor_types) <= INTEGER_TYPES,
+        float_ops=tuple(float_ops(content)),
+        input=tensor_info(interpreter.get_input_details()[0]),
+        output=tensor_info(interpreter.get_output_details()[0]),
+        execution=execution(interpreter),
+    )
 
 
-def execution(interpreter) -> dict:
+def execution(interpreter) -> Execution:
     """How LiteRT runs the model on this CPU: XNNPACK partitions and the ops left outside.
 
     One partition and nothing outside means the whole graph runs in the delegate; every op
     outside splits it and runs on the slower reference kernels.
     """
-    # The device runner's analysis (it is a single file boards run without this package).
-    from android_bench.device_runner import execution as analyse
-
-    facts = analyse(interpreter)
-    return {"delegate": "XNNPACK", "partitions": facts["partitions"],
-            "ops_outside_delegate": facts["ops_outside_delegate"]}
+    facts = litert.execution(interpreter)
+    return Execution(partitions=facts["partitions"],
+                     ops_outside_delegate=facts["ops_outside_delegate"])
 
 
 def versions() -> dict:

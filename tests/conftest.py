@@ -3,9 +3,18 @@
 import numpy as np
 import pytest
 
-from tfmobile import cli
+from tfmobile_core import cli
 
 cli.quiet_tensorflow()
+
+
+@pytest.fixture(scope="session")
+def standin_bin(tmp_path_factory):
+    """A directory of launchers for the stand-in tools (benchmark_model, edgetpu_compiler),
+    each running under this test run's interpreter."""
+    from standins import launchers
+
+    return launchers(tmp_path_factory.mktemp("standin_bin"))
 
 
 @pytest.fixture(scope="session")

@@ -43,7 +43,8 @@ def randomize(model: keras.Model, seed: int = 0) -> keras.Model:
 def as_compiled_for_edgetpu(content: bytes) -> bytes:
     """An int8 .tflite as edgetpu_compiler leaves one: every op but the last replaced by a
     single edgetpu-custom-op (with empty code: only an Edge TPU could run it), the last op
-    left to the CPU."""
+    left to the CPU, and the model's metadata gone (it "does not survive the edgetpu-compiler",
+    ultralytics/yolov5#9903; tensorflow/tflite-support#916 copies it back by hand)."""
     from ai_edge_litert import schema_py_generated as schema
 
     from converters import litert
@@ -59,6 +60,7 @@ def as_compiled_for_edgetpu(content: bytes) -> bytes:
     custom.inputs, custom.outputs = list(graph.inputs), [graph.operators[-1].inputs[0]]
     custom.customOptions = list(b"stand-in")
     graph.operators = [custom, graph.operators[-1]]
+    model.metadata = [m for m in model.metadata or [] if m.name == b"min_runtime_version"]
     return litert.write_model(model)
 
 
@@ -68,6 +70,18 @@ def bench(*args, env=None, timeout=600, cwd=None) -> subprocess.CompletedProcess
                           text=True, env={**os.environ, **(env or {})}, timeout=timeout, cwd=cwd)
 
 
-def records(path: pathlib.Path) -> list[dict]:
-    """The benchmark results store's records (JSON Lines)."""
-    return [json.loads(line) for line in path.read_text().splitlines()]
+def records(path: pathlib.Path) -> list:
+    """The benchmark results store's records, read back as the typed records they are."""
+    from tfmobile_core.records import BenchmarkRecord
+
+    return [BenchmarkRecord.from_json(json.loads(line)) for line in path.read_text().splitlines()]
+
+
+def table(directory: pathlib.Path, target: str, suffix: str = ".md") -> pathlib.Path:
+    """The comparison file of `target` (one configuration) in `directory`."""
+    import re
+
+    prefix = re.sub(r"[^A-Za-z0-9-]+", "_", target).strip("_") + "_"
+    (found,) = [p for p in directory.glob(f"*{suffix}") if p.name.startswith(prefix)
+                and "fd_mobilenet_paper" not in p.name]
+    return found

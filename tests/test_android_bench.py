@@ -12,20 +12,20 @@ from __future__ import annotations
 import json
 import os
 import pathlib
+import platform
 import subprocess
 import sys
 import time
 
 import pytest
 
-from helpers import as_compiled_for_edgetpu, bench, records
+from helpers import as_compiled_for_edgetpu, bench, records, table
 from standins import sshd
 from standins.adbd import AdbDaemon
 
 pytest_plugins = ["standins.adb_fixtures"]
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
-STANDIN_BENCHMARK_MODEL = ROOT / "tests" / "standins" / "benchmark_model"
 QUICK = ["--num_runs", "5", "--warmup_runs", "1", "--cooldown_s", "0"]
 
 # Its tests share an expensive module fixture: one xdist worker runs them all.
@@ -53,19 +53,21 @@ def test_local_run_converts_benchmarks_and_compares(local_run):
     assert result.returncode == 0, result.stderr
     assert "2 cells on 1 target(s): 2 ok, 0 failed" in result.stdout
     found = records(out / "results.jsonl")
-    assert {r["model"]["mode"] for r in found} == {"float32", "int8"}
+    assert {r.model.mode for r in found} == {"float32", "int8"}
     for record in found:
-        assert record["status"] == "ok"
-        assert record["metrics"]["latency_ms"]["median"] > 0
-        assert record["metrics"]["runs"] == 5
-        assert record["model"]["macs"] > 0 and len(record["model"]["sha256"]) == 64
-        assert record["target"]["name"] == "local" and record["target"]["cores"] >= 1
-        assert (out / record["raw_output"]).read_text().startswith("$ ")
-    table = (out / "compare" / "local_xnnpack_1_thread.md").read_text()
-    int8_row = next(line for line in table.splitlines() if "_int8 |" in line)
+        assert record.status == "ok"
+        assert record.metrics.latency_ms.median > 0
+        assert record.metrics.runs == 5
+        assert record.model.macs > 0 and len(record.model.sha256) == 64
+        assert record.target_name == "local" and record.target["cores"] >= 1
+        assert record.target["python"] == sys.executable  # the harness's own interpreter
+        assert (out / record.raw_output).read_text().startswith("$ ")
+    markdown = table(out / "compare", "local").read_text()
+    int8_row = next(line for line in markdown.splitlines() if "_int8 |" in line)
     assert int8_row.rstrip(" |").endswith("x")  # its speed-up against the float twin
-    assert (out / "compare" / "local_xnnpack_1_thread.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
-    assert (out / "compare" / "local_xnnpack_1_thread.csv").read_text().startswith("model,mode")
+    assert table(out / "compare", "local", ".png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert table(out / "compare", "local", ".csv").read_text().startswith("model,mode")
+    assert f"files: {table(out / 'compare', 'local')}" in result.stdout
 
 
 def test_resume_skips_the_cells_already_done(local_run, tflite_files):
@@ -89,19 +91,19 @@ def test_devices_describes_the_phone_and_this_machine(adb_device):
     assert "local" in described
 
 
-def test_phone_runs_benchmark_model_pinned_to_its_big_cores(adb_device, tflite_files, tmp_path):
+def test_phone_runs_benchmark_model_pinned_to_its_big_cores(adb_device, tflite_files, tmp_path, standin_bin):
     result = bench("run", "--models", ",".join(tflite_files), "--targets", "adb", *QUICK,
-                   "--benchmark_binary", str(STANDIN_BENCHMARK_MODEL),
+                   "--benchmark_binary", str(standin_bin / "benchmark_model"),
                    "--results", str(tmp_path / "results.jsonl"), env=adb_device.env)
     assert result.returncode == 0, result.stderr + result.stdout
     found = records(tmp_path / "results.jsonl")
-    assert [r["status"] for r in found] == ["ok", "ok"]
+    assert [r.status for r in found] == ["ok", "ok"]
     for record in found:
-        assert record["runner"] == "benchmark_model"
-        assert record["metrics"]["latency_ms"]["mean"] > 0
-        assert record["metrics"]["runs"] == 5
-        assert record["pinning"]["cpu_mask"] == "f0"  # cores 4-7 are the 2.8 GHz ones
-        assert record["target"]["model"] == "StandIn"
+        assert record.runner == "benchmark_model"
+        assert record.metrics.latency_ms.mean > 0
+        assert record.metrics.runs == 5
+        assert record.pinning["cpu_mask"] == "f0"  # cores 4-7 are the 2.8 GHz ones
+        assert record.target["model"] == "StandIn"
     assert {p.mask for p in adb_device.daemon.sandbox.pinnings()} == {0xF0}
     # Everything pushed is removed again.
     assert not pathlib.Path(adb_device.daemon.sandbox.host_path("/data/local/tmp/tfmobile")).exists()
@@ -112,13 +114,13 @@ def test_phone_runs_the_python_device_runner(adb_device, tflite_files, tmp_path)
                    "--runner", "device_runner", "--delegates", "cpu,xnnpack", *QUICK,
                    "--results", str(tmp_path / "results.jsonl"), env=adb_device.env)
     assert result.returncode == 0, result.stderr + result.stdout
-    by_delegate = {r["config"]["delegate"]: r for r in records(tmp_path / "results.jsonl")}
-    assert by_delegate["xnnpack"]["metrics"]["partitions"] == 1
-    assert by_delegate["cpu"]["metrics"]["partitions"] == 0
+    by_delegate = {r.config.delegate: r for r in records(tmp_path / "results.jsonl")}
+    assert by_delegate["xnnpack"].metrics.partitions == 1
+    assert by_delegate["cpu"].metrics.partitions == 0
 
 
 def test_a_phone_that_disappears_fails_its_cells_and_the_rest_go_on(
-        adb_server, tflite_files, tmp_path):
+        adb_server, tflite_files, tmp_path, standin_bin):
     daemon = AdbDaemon(tmp_path / "phone")
     daemon.start()
     device = adb_server.connect(daemon)
@@ -127,7 +129,7 @@ def test_a_phone_that_disappears_fails_its_cells_and_the_rest_go_on(
         [sys.executable, "-m", "android_bench", "run", "--models", ",".join(tflite_files),
          "--targets", f"local,adb:{daemon.serial}", "--threads", "1,2",
          "--num_runs", "20", "--warmup_runs", "1", "--cooldown_s", "1",
-         "--benchmark_binary", str(STANDIN_BENCHMARK_MODEL), "--results", str(results)],
+         "--benchmark_binary", str(standin_bin / "benchmark_model"), "--results", str(results)],
         env={**os.environ, **device.env}, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     deadline = time.monotonic() + 300
     while time.monotonic() < deadline:  # unplug the phone once its first cell is recorded
@@ -138,96 +140,169 @@ def test_a_phone_that_disappears_fails_its_cells_and_the_rest_go_on(
     stdout, stderr = run.communicate(timeout=600)
     assert run.returncode == 1, stderr
     found = records(results)
-    phone = [r for r in found if r["target"]["name"] == f"adb:{daemon.serial}"]
-    local = [r for r in found if r["target"]["name"] == "local"]
+    phone = [r for r in found if r.target_name == f"adb:{daemon.serial}"]
+    local = [r for r in found if r.target_name == "local"]
     assert len(phone) == 4 and len(local) == 4  # every cell has a record
-    assert phone[0]["status"] == "ok"  # measured before the unplug, and kept
-    assert all(r["status"] == "ok" for r in local)
-    failed = [r for r in phone if r["status"] == "failed"]
-    assert failed and all("not available" in r["reason"] or "offline" in r["reason"] for r in failed)
+    assert phone[0].status == "ok"  # measured before the unplug, and kept
+    assert all(r.status == "ok" for r in local)
+    failed = [r for r in phone if r.status == "failed"]
+    assert failed and all("not available" in r.reason or "offline" in r.reason for r in failed)
     assert "Traceback" not in stderr
 
 
 def test_linux_board_over_ssh(tmp_path, tflite_files):
+    """A board reached over a real sshd, its Python named in the target (a board's venv); the
+    login's own PATH is never trusted to find it."""
     try:
         board = sshd.start(tmp_path / "sshd")
     except RuntimeError as err:
         pytest.fail(f"the loopback sshd is part of the test environment (.ci/run installs it): {err}")
+    ssh_option = ["--ssh_option", ",".join(board.options)]
+    target = board.target(sys.executable)
+    name = f"ssh:{board.spec}"
     try:
-        ssh_flags = ["--ssh_identity", str(board.identity), "--ssh_option", ",".join(board.options)]
-        devices = bench("devices", "--json", "--ssh", board.spec, *ssh_flags)
+        devices = bench("devices", "--json", "--ssh", target.removeprefix("ssh:"), *ssh_option)
         assert devices.returncode == 0, devices.stderr
         described = {d["name"]: d for d in json.loads(devices.stdout)}
-        assert described[f"ssh:{board.spec}"]["os"] == "linux"
-        assert described[f"ssh:{board.spec}"]["python"]
+        assert described[name]["os"] == "linux"
+        assert described[name]["python"] == sys.executable
+        assert described[name]["python_version"] == platform.python_version()
 
-        result = bench("run", "--models", ",".join(tflite_files), "--targets", f"ssh:{board.spec}",
-                       *ssh_flags, *QUICK, "--results", str(tmp_path / "results.jsonl"))
+        result = bench("run", "--models", ",".join(tflite_files), "--targets", target,
+                       *ssh_option, *QUICK, "--results", str(tmp_path / "results.jsonl"))
         assert result.returncode == 0, result.stderr + result.stdout
         found = records(tmp_path / "results.jsonl")
-        assert [r["status"] for r in found] == ["ok", "ok"]
-        assert all(r["runner"] == "device_runner" and r["metrics"]["latency_ms"]["p90"] > 0
-                   for r in found)
+        assert [r.status for r in found] == ["ok", "ok"]
+        assert all(r.runner == f"device_runner ({sys.executable})"
+                   and r.metrics.latency_ms.p90 > 0 for r in found)
+        assert all(r.target["python"] == sys.executable for r in found)
+
+        # The board's Python named wrongly: every cell says so, in one line each.
+        result = bench("run", "--models", tflite_files[0], "--targets",
+                       board.target("/opt/nowhere/bin/python3"), *ssh_option, *QUICK,
+                       "--results", str(tmp_path / "wrong.jsonl"))
+        assert result.returncode == 1
+        (wrong,) = records(tmp_path / "wrong.jsonl")
+        assert "/opt/nowhere/bin/python3 not found" in wrong.reason
+        assert ":python=PATH" in wrong.reason
 
         # The Edge TPU delegate on a board without the Edge TPU runtime: the cell fails with
         # what to install, the CPU cell beside it still runs.
         int8 = next(f for f in tflite_files if f.endswith("_int8.tflite"))
-        result = bench("run", "--models", int8, "--targets", f"ssh:{board.spec}", *ssh_flags,
+        result = bench("run", "--models", int8, "--targets", target, *ssh_option,
                        *QUICK, "--delegates", "xnnpack,edgetpu",
                        "--results", str(tmp_path / "edgetpu.jsonl"))
         assert result.returncode == 1
         assert "2 cells on 1 target(s): 1 ok, 1 failed" in result.stdout
-        by_delegate = {r["config"]["delegate"]: r for r in records(tmp_path / "edgetpu.jsonl")}
-        assert by_delegate["xnnpack"]["status"] == "ok"
-        reason = by_delegate["edgetpu"]["reason"]
+        by_delegate = {r.config.delegate: r for r in records(tmp_path / "edgetpu.jsonl")}
+        assert by_delegate["xnnpack"].status == "ok"
+        reason = by_delegate["edgetpu"].reason
         assert "libedgetpu.so.1 is missing" in reason and "apt-get install libedgetpu1-std" in reason
-        assert f"failed: ssh:{board.spec} {pathlib.Path(int8).stem}: {reason}" in (
+        assert f"failed: {name} {pathlib.Path(int8).stem}: {reason}" in (
             result.stdout + result.stderr)
         assert "Traceback" not in result.stderr
     finally:
         board.stop()
     # With the board gone: failed cells with the reason, no traceback.
-    result = bench("run", "--models", tflite_files[0], "--targets", f"ssh:{board.spec}",
-                   *ssh_flags, *QUICK, "--results", str(tmp_path / "results.jsonl"))
+    result = bench("run", "--models", tflite_files[0], "--targets", target,
+                   *ssh_option, *QUICK, "--results", str(tmp_path / "results.jsonl"))
     assert result.returncode == 1
     last = records(tmp_path / "results.jsonl")[-1]
-    assert last["status"] == "failed" and "Connection refused" in last["reason"]
+    assert last.status == "failed" and "Connection refused" in last.reason
     assert "Traceback" not in result.stderr
 
 
+def test_local_cells_run_under_the_harness_interpreter_whatever_path_holds(local_run, tmp_path):
+    """`python -m android_bench run` from a venv that is not activated: a python3 first on
+    PATH that has no LiteRT (here one that refuses to run) does not matter."""
+    _, _ = local_run
+    decoy = tmp_path / "bin"
+    decoy.mkdir()
+    (decoy / "python3").write_text("#!/bin/sh\necho 'the python3 on PATH ran' >&2\nexit 3\n")
+    (decoy / "python3").chmod(0o755)
+    model = next((local_run[0] / "artifacts").glob("*_int8.tflite"))
+    result = bench("run", "--models", str(model), "--targets", "local", *QUICK,
+                   "--results", str(tmp_path / "r.jsonl"), "--nocompare",
+                   env={"PATH": f"{decoy}:/usr/bin:/bin"})
+    assert result.returncode == 0, result.stderr + result.stdout
+    (record,) = records(tmp_path / "r.jsonl")
+    assert record.status == "ok" and record.runner == f"device_runner ({sys.executable})"
+
+
 def test_a_compiled_edgetpu_model_carries_the_report_it_was_compiled_from(tflite_files, tmp_path):
+    """edgetpu_compiler drops a model's metadata (ultralytics/yolov5#9903): a model compiled
+    outside tfmobile is known by the compiler's output name, X_edgetpu.tflite for X.tflite, and
+    X's report counts only while X is the file it describes."""
     from android_bench import compare, models
+    from tfmobile_core import records as rec
 
     int8 = pathlib.Path(next(f for f in tflite_files if f.endswith("_int8.tflite")))
+    source = tmp_path / int8.name
+    source.write_bytes(int8.read_bytes())
     compiled = tmp_path / f"{int8.stem}_edgetpu.tflite"  # edgetpu_compiler's name for it
-    compiled.write_bytes(as_compiled_for_edgetpu(int8.read_bytes()))
-    with pytest.raises(FileNotFoundError):
-        (tmp_path / f"{int8.stem}.json").read_text()  # only the source's report, beside it
+    compiled.write_bytes(as_compiled_for_edgetpu(int8.read_bytes()))  # no metadata left
+    assert models.from_file(compiled).artifact is None  # X's report is not there yet
     (tmp_path / f"{int8.stem}.json").write_bytes(int8.with_suffix(".json").read_bytes())
 
-    model, source = models.from_file(compiled), models.from_file(int8)
-    assert model.compiled_for == "edgetpu" and source.compiled_for is None
-    assert (model.mode, model.macs, model.architecture) == ("int8", source.macs, source.architecture)
-    assert model.name == f"{int8.stem}_edgetpu" and model.sha256 != source.sha256
+    model, original = models.from_file(compiled), models.from_file(source)
+    assert model.compiled_for == "edgetpu" and original.compiled_for is None
+    assert (model.artifact, model.macs) == (original.artifact, original.macs)
+    assert model.mode == "int8" and model.name == f"{int8.stem}_edgetpu"
+    assert model.sha256 != original.sha256
+    source.write_bytes(b"another model now")  # X replaced: its report no longer says what it is
+    assert models.from_file(compiled).artifact is None
 
     # In the comparison, the Edge TPU cell says whether the Edge TPU ran it.
-    def record(delegate, name, metrics):
-        return {"key": delegate + name, "status": "ok", "target": {"name": "ssh:coral"},
-                "config": {"delegate": delegate, "threads": 1},
-                "model": {**model.describe(), "name": name},
-                "metrics": {"latency_ms": {"median": 3.0}, **metrics}}
+    def record(delegate, model_file, metrics):
+        return rec.BenchmarkRecord(
+            key=delegate + model_file.sha256, status="ok", runner="device_runner",
+            target={"name": "ssh:coral", "kind": "ssh"}, model=model_file,
+            config=rec.BenchConfig(delegate=delegate), started="", finished="",
+            metrics=rec.Metrics(latency_ms=rec.Latency(median=3.0), **metrics))
 
+    elsewhere = rec.ModelFile(path="/models/someone_elses.tflite", sha256="0" * 64, size_bytes=1)
     rows = {row["model"]: row for row in compare.table_rows([
-        record("edgetpu", model.name, {"partitions": 2, "edgetpu_ops": 1,
-                                       "ops_outside_delegate": {"SOFTMAX": 1}}),
-        record("edgetpu", "someone_elses", {"partitions": 1, "edgetpu_ops": 0,
-                                            "ops_outside_delegate": {}}),
+        record("edgetpu", model, {"partitions": 2, "edgetpu_ops": 1,
+                                  "ops_outside_delegate": {"SOFTMAX": 1}}),
+        record("edgetpu", elsewhere, {"partitions": 1, "edgetpu_ops": 0,
+                                      "ops_outside_delegate": {}}),
     ])}
     assert rows[model.name]["on Edge TPU"] == "yes (1 custom op)"
     assert rows[model.name]["partitions"] == "2 (CPU: SOFTMAX 1)"
     assert rows["someone_elses"]["on Edge TPU"] == "no"
-    cpu_row, = compare.table_rows([record("xnnpack", int8.stem, {"partitions": 1})])
+    cpu_row, = compare.table_rows([record("xnnpack", original, {"partitions": 1})])
     assert "on Edge TPU" not in cpu_row and cpu_row["partitions"] == "1"
+
+
+def test_resume_after_a_kill_runs_the_missing_rounds(local_run, tflite_files, tmp_path):
+    """Killed in the middle of a --rounds 3 run, `--resume` runs what is missing (a cell is
+    done after its third round, not its first) in the same run, whose rounds then merge."""
+    from android_bench import compare
+
+    results = tmp_path / "results.jsonl"
+    args = [sys.executable, "-m", "android_bench", "run", "--models", ",".join(tflite_files),
+            "--targets", "local", "--rounds", "3", "--num_runs", "300", "--warmup_runs", "1",
+            "--cooldown_s", "0", "--results", str(results), "--nocompare"]
+    run = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                           start_new_session=True)
+    deadline = time.monotonic() + 300
+    while time.monotonic() < deadline and not (results.exists() and results.read_text().strip()):
+        time.sleep(0.05)
+    os.killpg(run.pid, 9)
+    run.communicate(timeout=60)
+    measured = [r for r in records(results) if r.status == "ok"]
+    assert 1 <= len(measured) < 6, "killed after the first cell and before the last"
+
+    resumed = subprocess.run([*args, "--resume"], capture_output=True, text=True, timeout=600)
+    assert resumed.returncode == 0, resumed.stderr
+    assert f"6 cells (3 rounds) on 1 target(s): {6 - len(measured)} ok, 0 failed, " \
+           f"{len(measured)} already done" in resumed.stdout
+    found = [r for r in records(results) if r.status == "ok"]
+    assert sorted((r.key, r.run.round) for r in found) == sorted(
+        (key, n) for key in {r.key for r in found} for n in (1, 2, 3))
+    assert len({r.run.id for r in found}) == 1  # one run, resumed
+    merged = compare.latest_ok(found)
+    assert len(merged) == 2 and all(len(r.metrics.rounds) == 3 for r in merged)
 
 
 def test_a_model_that_will_not_load_is_a_failed_cell(tmp_path):
@@ -237,7 +312,7 @@ def test_a_model_that_will_not_load_is_a_failed_cell(tmp_path):
                    "--results", str(tmp_path / "results.jsonl"))
     assert result.returncode == 1
     (record,) = records(tmp_path / "results.jsonl")
-    assert record["status"] == "failed" and record["reason"]
+    assert record.status == "failed" and record.reason
     assert "Traceback" not in result.stderr
 
 
@@ -275,24 +350,24 @@ def test_missing_adb_or_benchmark_binary_is_one_clear_line(adb_device, tmp_path)
 
 def test_compare_writes_tables_with_a_baseline(local_run, tmp_path):
     out, _ = local_run
-    float_name = next(r["model"]["name"] for r in records(out / "results.jsonl")
-                      if r["model"]["mode"] == "float32")
+    float_name = next(r.model.name for r in records(out / "results.jsonl")
+                      if r.model.mode == "float32")
     accuracy = tmp_path / "top1.json"
     accuracy.write_text(json.dumps({float_name: 0.61}))
     result = bench("compare", "--results", str(out / "results.jsonl"), "--output_dir",
                    str(tmp_path / "cmp"), "--baseline", float_name, "--accuracy", str(accuracy))
     assert result.returncode == 0, result.stderr
     assert "1.00x" in result.stdout  # the baseline against itself
-    assert "61.0%" in (tmp_path / "cmp" / "local_xnnpack_1_thread.md").read_text()
+    assert "61.0%" in table(tmp_path / "cmp", "local").read_text()
 
 
-def test_cells_wait_until_the_phone_has_cooled_down(adb_device, tflite_files, tmp_path):
+def test_cells_wait_until_the_phone_has_cooled_down(adb_device, tflite_files, tmp_path, standin_bin):
     sandbox = adb_device.daemon.sandbox
     sandbox.set_temperature("cpu-thermal", 52_000)  # hot: the second cell must wait
     run = subprocess.Popen(
         [sys.executable, "-m", "android_bench", "run", "--models", ",".join(tflite_files),
          "--targets", "adb", *QUICK, "--cooldown_below_c", "40", "--cooldown_max_s", "120",
-         "--benchmark_binary", str(STANDIN_BENCHMARK_MODEL), "--results", str(tmp_path / "r.jsonl")],
+         "--benchmark_binary", str(standin_bin / "benchmark_model"), "--results", str(tmp_path / "r.jsonl")],
         env={**os.environ, **adb_device.env}, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     deadline = time.monotonic() + 120
     while time.monotonic() < deadline and not (tmp_path / "r.jsonl").exists():
@@ -304,19 +379,19 @@ def test_cells_wait_until_the_phone_has_cooled_down(adb_device, tflite_files, tm
     found = records(tmp_path / "r.jsonl")
     assert len(found) == 2, stdout + stderr
     first, second = found
-    assert first["cooldown"] is None
-    assert second["cooldown"]["reached"] and second["cooldown"]["waited_s"] >= 2.5
-    assert second["cooldown"]["hottest_c"] < 40 and second["cooldown"]["limit_c"] == 40
+    assert first.cooldown is None
+    assert second.cooldown["reached"] and second.cooldown["waited_s"] >= 2.5
+    assert second.cooldown["hottest_c"] < 40 and second.cooldown["limit_c"] == 40
 
 
-def test_a_delegate_that_runs_nothing_is_a_failed_cell(adb_device, tflite_files, tmp_path):
+def test_a_delegate_that_runs_nothing_is_a_failed_cell(adb_device, tflite_files, tmp_path, standin_bin):
     # benchmark_model exits 0 with CPU figures when NNAPI takes no op; those are not NNAPI's.
     result = bench("run", "--models", tflite_files[0], "--targets", "adb", "--delegates", "nnapi,gpu",
-                   *QUICK, "--benchmark_binary", str(STANDIN_BENCHMARK_MODEL),
+                   *QUICK, "--benchmark_binary", str(standin_bin / "benchmark_model"),
                    "--results", str(tmp_path / "r.jsonl"), env=adb_device.env)
     assert result.returncode == 1
-    by_delegate = {r["config"]["delegate"]: r for r in records(tmp_path / "r.jsonl")}
-    assert by_delegate["nnapi"]["status"] == "failed"
-    assert "nnapi delegate ran nothing" in by_delegate["nnapi"]["reason"]
-    assert by_delegate["gpu"]["status"] == "failed"
-    assert "Failed to apply GPU delegate" in by_delegate["gpu"]["reason"]
+    by_delegate = {r.config.delegate: r for r in records(tmp_path / "r.jsonl")}
+    assert by_delegate["nnapi"].status == "failed"
+    assert "nnapi delegate ran nothing" in by_delegate["nnapi"].reason
+    assert by_delegate["gpu"].status == "failed"
+    assert "Failed to apply GPU delegate" in by_delegate["gpu"].reason

@@ -8,7 +8,8 @@ import json
 import pytest
 
 from android_bench import compare, models, suites
-from helpers import bench, records
+from helpers import bench, records, table
+from tfmobile_core import records as rec
 
 QUICK = ["--num_runs", "3", "--warmup_runs", "1", "--cooldown_s", "0"]
 
@@ -32,26 +33,27 @@ def test_rounds_run_every_cell_once_before_any_runs_again(side_by_side):
     assert result.returncode == 0, result.stderr
     assert "12 cells (3 rounds) on 1 target(s): 12 ok, 0 failed" in result.stdout
     found = records(out / "results.jsonl")
-    assert [r["run"]["round"] for r in found] == [1] * 4 + [2] * 4 + [3] * 4
-    assert len({r["run"]["id"] for r in found}) == 1
-    assert [r["key"] for r in found[:4]] == [r["key"] for r in found[4:8]]
-    assert len({r["raw_output"] for r in found}) == 12  # every round's output kept
+    assert [r.run.round for r in found] == [1] * 4 + [2] * 4 + [3] * 4
+    assert len({r.run.id for r in found}) == 1
+    assert [r.key for r in found[:4]] == [r.key for r in found[4:8]]
+    assert len({r.raw_output for r in found}) == 12  # every round's output kept
 
-    merged = {r["model"]["name"]: r for r in compare.latest_ok(found)}
+    merged = {r.model.name: r for r in compare.latest_ok(found)}
     assert len(merged) == 4
     for name, record in merged.items():
-        rounds = [r["metrics"]["latency_ms"]["median"] for r in found if r["model"]["name"] == name]
-        assert record["metrics"]["rounds"] == pytest.approx(rounds, abs=1e-4)
-        assert record["metrics"]["latency_ms"]["median"] == pytest.approx(sorted(rounds)[1])
+        rounds = [r.metrics.latency_ms.median for r in found if r.model.name == name]
+        assert record.metrics.rounds == pytest.approx(rounds, abs=1e-4)
+        assert record.metrics.latency_ms.median == pytest.approx(sorted(rounds)[1])
 
 
 def test_the_stock_conversion_sits_beside_ours(side_by_side):
     out, result = side_by_side
     stock_int8 = out / "artifacts" / "stock_mobilenet_v1_0.25_64_int8.tflite"
     report = json.loads(stock_int8.with_suffix(".json").read_text())
-    assert report["conversion"]["path"].startswith("keras.applications")
-    assert "from_keras_model" in report["conversion"]["path"]
-    assert report["model"]["source"] == "keras.applications.mobilenet_0.25_64"
+    assert report["conversion"]["converter"].startswith("keras.applications.mobilenet_0.25_64")
+    assert "from_keras_model" in report["conversion"]["converter"]
+    assert report["conversion"]["path"] == "stock"
+    assert report["model"]["source"] == "keras.applications"
     ours = json.loads((out / "artifacts" / "mobilenet_v1_0.25_64_int8.json").read_text())
     assert report["model"]["macs"] == ours["model"]["macs"]
     assert report["model"]["params"] == ours["model"]["params"]
@@ -59,9 +61,9 @@ def test_the_stock_conversion_sits_beside_ours(side_by_side):
     assert "SHAPE" in report["artifact"]["execution"]["ops_outside_delegate"]
     assert ours["artifact"]["execution"]["ops_outside_delegate"] == {}
 
-    table = (out / "compare" / "local_xnnpack_1_thread.md").read_text()
-    rows = {line.split(" | ")[0].strip("| "): line for line in table.splitlines()[4:]}
-    header = [c.strip() for c in table.splitlines()[2].strip("|").split("|")]
+    markdown = table(out / "compare", "local").read_text()
+    rows = {line.split(" | ")[0].strip("| "): line for line in markdown.splitlines()[4:]}
+    header = [c.strip() for c in markdown.splitlines()[2].strip("|").split("|")]
     cells = {name: [c.strip() for c in line.strip("|").split("|")] for name, line in rows.items()}
     for name in ("mobilenet_v1_0.25_64_float32", "mobilenet_v1_0.25_64_int8"):
         assert cells[name][header.index("vs stock")].endswith("x")
@@ -71,13 +73,16 @@ def test_the_stock_conversion_sits_beside_ours(side_by_side):
 
 
 def test_fd_mobilenet_paper_table_pairs_equal_cost_networks():
-    """From records named as the suite's entries convert to: speed-up = peer / FD-MobileNet."""
-    def record(entry: str, latency: float, macs: float) -> dict:
-        name, args = models.parse_zoo_entry(entry)
-        stem = models.artifact_stem(name, {"alpha": 1.0, "input_size": 224, **args}, "float32")
-        return {"model": {"name": stem, "architecture": name, "input_size": 224,
-                          "mode": "float32", "macs": macs * 1e6},
-                "metrics": {"latency_ms": {"median": latency}}}
+    """From records of the networks the suite's entries name: speed-up = peer / FD-MobileNet."""
+    def record(entry: str, latency: float, macs: float) -> rec.BenchmarkRecord:
+        identity, _ = models.zoo_identity(entry, 224)
+        artifact = rec.ArtifactId(identity, rec.Conversion("float32"))
+        model = rec.ModelFile(path=f"/elsewhere/{entry}.tflite", sha256=entry.ljust(64, "0"),
+                              size_bytes=1, artifact=artifact, macs=int(macs * 1e6))
+        return rec.BenchmarkRecord(
+            key=entry, status="ok", runner="device_runner", model=model,
+            target={"name": "local", "kind": "local"}, config=rec.BenchConfig(), started="",
+            finished="", metrics=rec.Metrics(latency_ms=rec.Latency(median=latency)))
 
     entries = suites.fd_mobilenet_paper(224)
     assert entries[:4] == ["fd_mobilenet", "mobilenet_v1:alpha=0.5", "shufflenet_v1",

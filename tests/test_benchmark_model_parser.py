@@ -7,6 +7,7 @@ import math
 import os
 import pathlib
 import subprocess
+import sys
 
 import pytest
 
@@ -269,8 +270,9 @@ def model(tmp_path_factory):
 
 
 def standin(*args):
-    return subprocess.run([str(STANDIN), *args], capture_output=True, text=True, timeout=120,
-                          check=False)
+    """The stand-in under this test run's interpreter (its shebang would take PATH's python3)."""
+    return subprocess.run([sys.executable, str(STANDIN), *args], capture_output=True, text=True,
+                          timeout=120, check=False)
 
 
 def run_standin(model, delegate, **kwargs):

@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 
 from converters import litert
+from tfmobile_core import records
 
 SMALL = ["--alpha", "0.25", "--input_size", "96", "--num_classes", "10",
          "--calibration_samples", "24", "--eval_samples", "12"]
@@ -25,8 +26,9 @@ def test_int8_writes_a_fully_integer_model_and_its_report(tmp_path, photo_batch)
     assert result.returncode == 0, result.stderr
     assert result.stderr == ""  # converter logging hidden; no progress bar off a terminal
     assert len(result.stdout.strip().splitlines()) <= 6  # one short summary
-    tflite = tmp_path / "fd_mobilenet_0.25_96_int8.tflite"
-    report = json.loads((tmp_path / "fd_mobilenet_0.25_96_int8.json").read_text())
+    # The name is the ArtifactId's: network, width, size, classes (when not 1000), mode.
+    tflite = tmp_path / "fd_mobilenet_0.25_96_c10_int8.tflite"
+    report = json.loads((tmp_path / "fd_mobilenet_0.25_96_c10_int8.json").read_text())
     assert sorted(p.name for p in tmp_path.iterdir()) == [tflite.with_suffix(".json").name, tflite.name]
 
     content = tflite.read_bytes()
@@ -41,6 +43,12 @@ def test_int8_writes_a_fully_integer_model_and_its_report(tmp_path, photo_batch)
     assert report["preprocessing"]["input_size"] == 96
     assert report["versions"]["ai-edge-litert"] and report["conversion"]["seconds"] > 0
     assert report["conversion"]["quantization"]["ops_set"] == "TFLITE_BUILTINS_INT8"
+    assert report["schema_version"] == records.SCHEMA_VERSION
+    # The report reads back as its typed record, and the model carries its own ArtifactId.
+    typed = records.ConversionReport.read(tmp_path / "fd_mobilenet_0.25_96_c10_int8.json")
+    assert typed.artifact_id.stem() == tflite.stem
+    embedded = litert.read_metadata(content, records.METADATA_NAME)
+    assert records.ArtifactId.from_json(embedded) == typed.artifact_id
     # It loads, allocates and runs in LiteRT.
     logits = litert.run(litert.load(content), photo_batch(96)[:2])
     assert logits.shape == (2, 10) and np.isfinite(logits).all()
@@ -153,3 +161,111 @@ def test_a_converter_failure_exits_1_and_leaves_no_model(tmp_path, monkeypatch, 
         flags.FLAGS.unparse_flags()
     assert "conversion failed: Quantization not yet supported for op: 'FAKE_OP'" in capsys.readouterr().err
     assert list(tmp_path.iterdir()) == []
+
+
+def test_options_that_change_the_graph_change_the_name(tmp_path):
+    """Per-tensor and per-channel int8 of one network are two models: neither overwrites the
+    other (both were once named ..._int8)."""
+    for extra in ([], ["--per_tensor"]):
+        result = convert(tmp_path, "--model", "fd_mobilenet", "--int8", *SMALL, *extra)
+        assert result.returncode == 0, result.stderr
+    names = sorted(p.name for p in tmp_path.glob("*.tflite"))
+    assert names == ["fd_mobilenet_0.25_96_c10_int8.tflite",
+                     "fd_mobilenet_0.25_96_c10_int8_per_tensor.tflite"]
+
+
+def _convert_in_process(tmp_path, *args):
+    """tfmobile.convert's main in this process, so a fault can be put at the OS boundary."""
+    from absl import flags
+
+    from tfmobile import convert as convert_cli
+    from tfmobile_core import cli
+
+    flags.FLAGS(["convert", "--output_dir", str(tmp_path), *args])
+    try:
+        return convert_cli.main([])
+    except cli.Failure as err:
+        return f"Failure: {err}"
+    finally:
+        flags.FLAGS.unparse_flags()
+
+
+def _write_old_pair(tmp_path):
+    old = {tmp_path / "fd_mobilenet_0.25_96_c10_float32.tflite": b"old model",
+           tmp_path / "fd_mobilenet_0.25_96_c10_float32.json": b"old report"}
+    for path, data in old.items():
+        path.write_bytes(data)
+    return old
+
+
+def test_a_full_disk_writes_neither_the_model_nor_its_report(tmp_path, monkeypatch):
+    """The report's write fails (ENOSPC) after the model's succeeded: no new model beside the
+    old report, the old pair untouched, no temporary file left, one line."""
+    import errno
+    import pathlib
+
+    old = _write_old_pair(tmp_path)
+    real_write = pathlib.Path.write_bytes
+
+    def disk_full_for_reports(self, data):
+        if self.name.endswith(".json"):
+            raise OSError(errno.ENOSPC, "No space left on device", str(self))
+        return real_write(self, data)
+
+    monkeypatch.setattr(pathlib.Path, "write_bytes", disk_full_for_reports)
+    outcome = _convert_in_process(tmp_path, "--model", "fd_mobilenet", *SMALL)
+    monkeypatch.undo()
+    assert isinstance(outcome, str) and "No space left on device" in outcome
+    assert "nothing was written" in outcome and "\n" not in outcome
+    assert {p: p.read_bytes() for p in tmp_path.iterdir()} == old
+
+
+def test_a_refused_rename_puts_the_old_files_back(tmp_path, monkeypatch):
+    """A directory that passes os.access but refuses the second rename (a read-only bind,
+    an immutable file): the model renamed first is rolled back to the old one."""
+    import errno
+    import os
+
+    from tfmobile_core import atomic
+
+    old = _write_old_pair(tmp_path)
+    real_replace, renamed = os.replace, []
+
+    def refuse_the_report(src, dst):
+        if str(dst).endswith(".json") and not str(src).endswith(".old.json"):
+            raise PermissionError(errno.EPERM, "Operation not permitted", str(dst))
+        renamed.append(dst)
+        return real_replace(src, dst)
+
+    monkeypatch.setattr(atomic.os, "replace", refuse_the_report)
+    outcome = _convert_in_process(tmp_path, "--model", "fd_mobilenet", *SMALL)
+    monkeypatch.undo()
+    assert renamed, "the model was renamed into place before the report failed"
+    assert isinstance(outcome, str) and "Operation not permitted" in outcome
+    assert {p: p.read_bytes() for p in tmp_path.iterdir()} == old
+
+
+def test_trained_weights_carry_their_class_order_into_the_model(tmp_path):
+    """--weights with a .classes.json beside them: --num_classes defaults to its length, and
+    the class names travel inside the .tflite (tfmobile.evaluate reads them there)."""
+    from tfmobile import models
+
+    weights = tmp_path / "fd.weights.h5"
+    models.build("fd_mobilenet", alpha=0.25, input_size=96, num_classes=3).save_weights(weights)
+    (tmp_path / "fd.classes.json").write_text(json.dumps(["cat", "dog", "emu"]))
+    out = tmp_path / "out"
+    result = convert(out, "--model", "fd_mobilenet", "--alpha", "0.25", "--input_size", "96",
+                     "--weights", str(weights), "--calibration_samples", "8",
+                     "--eval_samples", "4")
+    assert result.returncode == 0, result.stderr
+    (tflite,) = out.glob("*.tflite")
+    assert tflite.name == "fd_mobilenet_0.25_96_c3_float32.tflite"
+    stored = records.ArtifactId.from_json(
+        litert.read_metadata(tflite.read_bytes(), records.METADATA_NAME))
+    assert stored.model.class_names == ("cat", "dog", "emu")
+    assert stored.model.weights == str(weights)
+
+    mismatch = convert(out, "--model", "fd_mobilenet", "--alpha", "0.25", "--input_size", "96",
+                       "--weights", str(weights), "--num_classes", "5")
+    assert mismatch.returncode == 2
+    assert "trained on 3 classes" in mismatch.stderr and len(mismatch.stderr.splitlines()) == 1

@@ -12,32 +12,39 @@ import sys
 import numpy as np
 import pytest
 
-from converters import edgetpu_compiler
+from converters import edgetpu_compiler, litert
+from tfmobile_core import records
 from tfmobile import models
 
-STANDINS = pathlib.Path(__file__).parent / "standins"
 LOGS = pathlib.Path(__file__).parent / "data" / "edgetpu"
 SMALL = ["--input_size", "64", "--num_classes", "10", "--calibration_samples", "16",
          "--eval_samples", "8"]
 
 
-def convert(out_dir, *args, compiler=True, env=None):
-    path = os.environ["PATH"]
-    # Without the stand-in, a PATH holding only the interpreter's directory: no edgetpu_compiler.
-    path = f"{STANDINS}{os.pathsep}{path}" if compiler else os.path.dirname(sys.executable)
-    return subprocess.run(
-        [sys.executable, "-m", "tfmobile.convert", "--output_dir", str(out_dir), *args],
-        capture_output=True, text=True, timeout=600, env={**os.environ, "PATH": path, **(env or {})})
+@pytest.fixture
+def convert(standin_bin):
+    """`python -m tfmobile.convert` with the stand-in compiler first on PATH (or, with
+    compiler=False, a PATH holding only the interpreter's directory: no edgetpu_compiler)."""
+    def run(out_dir, *args, compiler=True, env=None):
+        path = f"{standin_bin}{os.pathsep}{os.environ['PATH']}" if compiler \
+            else os.path.dirname(sys.executable)
+        return subprocess.run(
+            [sys.executable, "-m", "tfmobile.convert", "--output_dir", str(out_dir), *args],
+            capture_output=True, text=True, timeout=600,
+            env={**os.environ, "PATH": path, **(env or {})})
+
+    return run
 
 
-def test_profile_builds_the_mapping_variant_compiles_and_agrees(tmp_path):
+def test_profile_builds_the_mapping_variant_compiles_and_agrees(tmp_path, convert):
     result = convert(tmp_path, "--model", "shufflenet_v1", "--alpha", "0.5", "--edgetpu", *SMALL)
     assert result.returncode == 0, result.stderr
-    stem = "shufflenet_v1_0.5_64_split_int8_uint8_io"
+    stem = "shufflenet_v1_0.5_64_groups3_split_groups_c10_int8_uint8_io"
     assert sorted(p.name for p in tmp_path.iterdir()) == [
         f"{stem}.json", f"{stem}.tflite", f"{stem}_edgetpu.log", f"{stem}_edgetpu.tflite"]
     report = json.loads((tmp_path / f"{stem}.json").read_text())
-    assert report["model"]["split_groups"] is True  # the profile's variant
+    assert report["model"]["variants"]["split_groups"] is True  # the profile's variant
+    assert report["conversion"]["edgetpu"] is True
     io = report["artifact"]["io"]
     assert io["input"]["dtype"] == io["output"]["dtype"] == "uint8"
     assert report["artifact"]["fully_integer"]
@@ -51,24 +58,28 @@ def test_profile_builds_the_mapping_variant_compiles_and_agrees(tmp_path):
     assert compiler["log"]["edgetpu_operations"] == analysis["edgetpu_operations"]
     assert compiler["model"] == str(tmp_path / f"{stem}_edgetpu.tflite")
     assert section["analysis_vs_compiler"] == []
+    # The compiler drops metadata; the converter puts the model's record back.
+    compiled = (tmp_path / f"{stem}_edgetpu.tflite").read_bytes()
+    carried = records.ArtifactId.from_json(litert.read_metadata(compiled, records.METADATA_NAME))
+    assert carried == records.ConversionReport.read(tmp_path / f"{stem}.json").artifact_id
     assert "agrees with the analysis" in result.stdout
     assert "Edge TPU (offline analysis): " in result.stdout and "all of them" in result.stdout
 
 
-def test_compiler_disagreeing_with_the_analysis_is_reported(tmp_path):
+def test_compiler_disagreeing_with_the_analysis_is_reported(tmp_path, convert):
     """A real published log handed back (EfficientNet-EdgeTPU-M): every row differs."""
     result = convert(tmp_path, "--model", "mobilenet_v3_small", "--alpha", "0.75", "--edgetpu",
                      *SMALL, env={"EDGETPU_COMPILER_STANDIN_REPLAY":
                                   str(LOGS / "efficientnet-edgetpu-M_quant_edgetpu.log")})
     assert result.returncode == 0, result.stderr
-    report = json.loads(next(tmp_path.glob("*_min_int8_uint8_io.json")).read_text())
+    report = json.loads(next(tmp_path.glob("*_minimalistic_c10_int8_uint8_io.json")).read_text())
     differs = report["edgetpu"]["analysis_vs_compiler"]
     assert {"what": "SOFTMAX: Mapped to Edge TPU", "analysis": 0, "log": 1} in differs  # logits here
     assert any(d["what"] == "total_operations" for d in differs)
     assert f"differs from the analysis in {len(differs)} row(s)" in result.stdout
 
 
-def test_without_the_compiler_the_report_says_how_to_install_it(tmp_path):
+def test_without_the_compiler_the_report_says_how_to_install_it(tmp_path, convert):
     result = convert(tmp_path, "--model", "mobilenet_edgetpu", "--alpha", "0.25", "--edgetpu",
                      *SMALL, compiler=False)
     assert result.returncode == 0, result.stderr
@@ -79,7 +90,7 @@ def test_without_the_compiler_the_report_says_how_to_install_it(tmp_path):
     assert "Edge TPU compiler: not run: edgetpu_compiler is not on PATH" in result.stdout
 
 
-def test_a_failed_compilation_keeps_nothing_of_the_compiler(tmp_path, monkeypatch):
+def test_a_failed_compilation_keeps_nothing_of_the_compiler(tmp_path, monkeypatch, standin_bin):
     """A model with run-time shapes: the compiler refuses it whole; its reason is kept and no
     `_edgetpu` file is left behind."""
     import tensorflow as tf
@@ -93,7 +104,7 @@ def test_a_failed_compilation_keeps_nothing_of_the_compiler(tmp_path, monkeypatc
         [np.random.default_rng(i).uniform(size=(1, 8, 8, 1)).astype(np.float32)] for i in range(4))
     path = tmp_path / "dynamic.tflite"
     path.write_bytes(converter.convert())
-    monkeypatch.setenv("PATH", f"{STANDINS}{os.pathsep}{os.environ['PATH']}")
+    monkeypatch.setenv("PATH", f"{standin_bin}{os.pathsep}{os.environ['PATH']}")
     outcome = edgetpu_compiler.compile_model(path)
     assert outcome["ran"] and not outcome["compiled"] and outcome["exit_code"] == 1
     assert outcome["reason"] == "Compilation failed!"
@@ -109,7 +120,7 @@ def test_a_failed_compilation_keeps_nothing_of_the_compiler(tmp_path, monkeypatc
      "keeps HARD_SWISH, which the Edge TPU does not run"),
     (["--model", "fd_mobilenet_v9", "--edgetpu"], "unknown model 'fd_mobilenet_v9'"),
 ])
-def test_options_that_cannot_map_are_refused(tmp_path, args, message):
+def test_options_that_cannot_map_are_refused(tmp_path, args, message, convert):
     result = convert(tmp_path / "out", *args)
     assert result.returncode == 2, result.stderr
     lines = result.stderr.strip().splitlines()

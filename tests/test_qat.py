@@ -8,6 +8,7 @@ import tensorflow as tf
 from calibration import sources
 from converters import litert, pipeline
 from tfmobile import data, models, qat
+from tfmobile_core.records import Conversion
 
 
 def test_fake_quant_rounds_to_256_steps_on_a_moving_min_max_range():
@@ -102,7 +103,8 @@ def test_fine_tuning_updates_the_float_model_which_converts_unchanged(photos):
         assert layer.trainable and np.array_equal(layer.moving_variance.numpy(), before)
 
     converted = pipeline.convert(model, sources.load(None), pipeline.Request(
-        mode="int8", calibration_samples=8, eval_samples=4, expand_hard_swish=False))
-    assert converted.report["artifact"]["fully_integer"]
+        conversion=Conversion(mode="int8", expand_hard_swish=False), calibration_samples=8,
+        eval_samples=4))
+    assert converted.artifact.fully_integer
     # One fake quantization per tensor the int8 graph computes (HARD_SWISH kept as one op).
     assert sum(litert.op_counts(converted.content).values()) == len(fake_quants)

@@ -5,6 +5,7 @@ import pytest
 
 from converters import fidelity, litert, report, rewrite, tflite
 from tfmobile import models
+from tfmobile_core.records import Execution
 
 from helpers import randomize
 from test_zoo import ALL_VARIANTS
@@ -29,15 +30,15 @@ def test_float_tflite_runs_in_litert_like_keras(name, args, photo_batch, tmp_pat
     assert max(litert.tensor_ranks(content)) <= 4  # 5-D channel shuffles would show here
     interpreter = litert.load(content)
     assert tuple(interpreter.get_input_details()[0]["shape"]) == (1, 96, 96, 3)
-    assert report.execution(interpreter)["partitions"] == 1  # the whole graph in XNNPACK
+    assert report.execution(interpreter).partitions == 1  # the whole graph in XNNPACK
     images = photo_batch(96)[:4]
     expected = model.predict(images, verbose=0)
     got = litert.run(interpreter, images)
     assert np.abs(expected).std() > 0.05  # logits that carry signal
     # float32 in both; XNNPACK orders its sums differently from TensorFlow.
     np.testing.assert_allclose(got, expected, rtol=1e-4, atol=1e-3 * np.abs(expected).max())
-    if not args:  # every network, in its default form, in the reduced-precision modes too
-        check_float16_and_dynamic(str(tmp_path), content, images, expected)
+    # Every converted variant, in the reduced-precision modes too (the README's claim).
+    check_float16_and_dynamic(str(tmp_path), content, images, expected)
 
 
 # Logits against the float Keras model's. Random weights leave near-tied logits whose top-1 can
@@ -54,14 +55,13 @@ def check_float16_and_dynamic(saved_model: str, float32: bytes, images, expected
     dynamic, changed = rewrite.float_depthwise_weights(hybrid)
     # Filters under 1024 weights are never quantized (the converter's threshold); each int8 one
     # was outside the delegate.
-    assert report.execution(litert.load(hybrid))["ops_outside_delegate"] == (
+    assert report.execution(litert.load(hybrid)).ops_outside_delegate == (
         {"DEPTHWISE_CONV_2D": changed} if changed else {})
     for mode, reduced in (("float16", tflite.convert_saved_model(saved_model, "float16")),
                           ("dynamic", dynamic)):
         assert len(reduced) < 0.6 * len(float32)  # weights stored in 16 or 8 bits
         interpreter = litert.load(reduced)
-        assert report.execution(interpreter) == {
-            "delegate": "XNNPACK", "partitions": 1, "ops_outside_delegate": {}}
+        assert report.execution(interpreter) == Execution(partitions=1, ops_outside_delegate={})
         sqnr = fidelity.compare(expected, litert.run(interpreter, images))["sqnr_db"]
         assert sqnr > MIN_SQNR_DB[mode], (mode, sqnr)
 

@@ -9,6 +9,7 @@ ALL_VARIANTS = [(name, {}) for name in models.available()] + [
     ("mobilenet_v3_large", {"minimalistic": True}),
     ("mobilenet_v3_small", {"minimalistic": True}),
     *[("shufflenet_v1", {"groups": g}) for g in (1, 2, 4, 8)],
+    ("shufflenet_v1", {"split_groups": True}),
     *[("shufflenet_v2", {"alpha": a}) for a in (0.5, 1.5, 2.0)],
 ]
 

@@ -1,70 +1,158 @@
-"""Zoo network -> converted .tflite + JSON report on disk, for the convert CLI and the
-benchmark harness alike."""
+"""Zoo network -> converted .tflite + its report on disk, for the convert CLI and the benchmark
+harness alike; and the stock conversion of the same network, to compare with.
+
+A model and its report are one result: both are written (under temporary names, then renamed)
+or neither is. The file name is the ArtifactId's stem, derived from the records, and the
+ArtifactId is also embedded in the .tflite.
+"""
 
 from __future__ import annotations
 
+import dataclasses
 import pathlib
+import time
 
-from tfmobile import cli
-
-
-def artifact_stem(name: str, model_args: dict, mode: str, io_type: str | None = None) -> str:
-    """e.g. shufflenet_v1_1_224_g3_int8: network, alpha, input size, variant, mode, and the
-    input/output type where it is not the mode's own (..._int8_uint8_io for the Edge TPU)."""
-    variant = "".join(
-        f"_g{value}" if key == "groups" else VARIANT_SUFFIXES[key]
-        for key, value in model_args.items() if key in VARIANT_SUFFIXES and value
-    )
-    io = f"_{io_type}_io" if io_type and io_type != ("int8" if mode == "int8" else "float32") else ""
-    return f"{name}_{model_args.get('alpha', 1.0):g}_{model_args.get('input_size', 224)}{variant}_{mode}{io}"
-
-
-VARIANT_SUFFIXES = {"groups": "_g", "minimalistic": "_min", "split_groups": "_split"}
-
-
-def convert_zoo_model(name: str, model_args: dict, request, out_dir: pathlib.Path, *,
-                      weights: str | None = None, image_set=None, verbose: bool = False,
-                      progress: bool = True, edgetpu: bool = False,
-                      ) -> tuple[pathlib.Path, pathlib.Path, dict]:
-    """Builds a zoo network, converts it and writes `<stem>.tflite` and `<stem>.json` atomically.
-
-    `edgetpu` adds the Edge TPU analysis, and the compiler's output where it is installed
-    (converters.edgetpu_compiler), to the report.
-
-    Raises cli.UsageError for bad arguments and ConversionError when the converter fails.
-    """
-    from calibration import sources
-    from converters import pipeline
-    from tfmobile import atomic
-    from tfmobile.profile import profile
-
-    if image_set is None:
-        image_set = sources.load(None)
-    model = cli.build_model(name, weights=weights, classifier_activation=None, **model_args)
-    try:
-        with cli.native_output_silenced(not verbose) as console:
-            result = pipeline.convert(model, image_set, request,
-                                      progress=cli.progress_bar(console) if progress else None)
-    except Exception as err:  # noqa: BLE001 - the converter fails in many ways; say which
-        reason = (str(err).strip().splitlines() or [type(err).__name__])[-1]
-        raise ConversionError(reason) from err
-    stats = profile(model)
-    report = {
-        "model": {"name": name, **model_args, "weights": weights or "random init",
-                  "output": "logits", "params": stats.params, "macs": stats.macs},
-        **result.report,
-    }
-    stem = artifact_stem(name, model_args, request.mode, request.io_type)
-    tflite_path, report_path = out_dir / f"{stem}.tflite", out_dir / f"{stem}.json"
-    report["artifact"]["path"] = str(tflite_path)
-    atomic.write_bytes(tflite_path, result.content)
-    if edgetpu:
-        from converters.edgetpu_compiler import edgetpu_report
-
-        report["edgetpu"] = edgetpu_report(tflite_path, result.content)
-    atomic.write_json(report_path, report)
-    return tflite_path, report_path, report
+from tfmobile_core import atomic
+from tfmobile_core import cli
+from tfmobile_core.records import (METADATA_NAME, ArtifactId, Conversion, ConversionReport, ModelIdentity,
+                                   ModelStats)
 
 
 class ConversionError(Exception):
     """The TensorFlow converter failed; the message is its last line."""
+
+
+class WriteError(Exception):
+    """The model and its report could not be written (a full disk, a refused write); neither
+    was, and files of the same name from before are untouched."""
+
+
+def paths(out_dir: pathlib.Path, artifact: ArtifactId) -> tuple[pathlib.Path, pathlib.Path]:
+    """Where the artifact and its report go: <out_dir>/<stem>.tflite and <stem>.json."""
+    stem = artifact.stem()
+    return out_dir / f"{stem}.tflite", out_dir / f"{stem}.json"
+
+
+def _last_line(err: Exception) -> str:
+    return (str(err).strip().splitlines() or [type(err).__name__])[-1]
+
+
+def _stats(model) -> ModelStats:
+    from tfmobile.profile import profile
+
+    stats = profile(model)
+    return ModelStats(params=stats.params, macs=stats.macs)
+
+
+def _build(identity: ModelIdentity):
+    from tfmobile import model_flags
+
+    weights = None if identity.weights == "random init" else identity.weights
+    return model_flags.build_model(identity.name, weights=weights, classifier_activation=None,
+                                   **identity.build_args())
+
+
+def _write(report: ConversionReport, content: bytes, out_dir: pathlib.Path) -> ConversionReport:
+    tflite_path, report_path = paths(out_dir, report.artifact_id)
+    report.artifact = dataclasses.replace(report.artifact, path=str(tflite_path))
+    try:
+        atomic.write_together({tflite_path: content,
+                               report_path: atomic.json_bytes(report.to_json())})
+    except OSError as err:
+        raise WriteError(f"cannot write {tflite_path.name} and its report in {out_dir}: "
+                         f"{cli.describe_os_error(err)}; nothing was written") from None
+    return report
+
+
+def convert_zoo_model(identity: ModelIdentity, request, out_dir: pathlib.Path, *,
+                      image_set=None, verbose: bool = False, progress: bool = True,
+                      ) -> tuple[pathlib.Path, pathlib.Path, ConversionReport]:
+    """Builds the network `identity` names, converts it as `request` asks and writes
+    `<stem>.tflite` and `<stem>.json` together.
+
+    An Edge TPU conversion (request.conversion.edgetpu) adds the offline analysis, and the
+    compiler's output where it is installed (converters.edgetpu_compiler), to the report.
+
+    Raises UsageError for bad arguments, ConversionError when the converter fails and
+    WriteError when the files cannot be written (nothing is left behind then).
+    """
+    from calibration import sources
+    from converters import pipeline
+
+    if image_set is None:
+        image_set = sources.load(None)
+    model = _build(identity)
+    artifact_id = ArtifactId(identity, request.conversion)
+    try:
+        with cli.native_output_silenced(not verbose) as console:
+            result = pipeline.convert(model, image_set, request, artifact_id=artifact_id,
+                                      progress=cli.progress_bar(console) if progress else None)
+    except Exception as err:  # noqa: BLE001 - the converter fails in many ways; say which
+        raise ConversionError(_last_line(err)) from err
+    report = _write(result.report(identity, _stats(model), request.conversion), result.content,
+                    out_dir)
+    tflite_path, report_path = paths(out_dir, artifact_id)
+    if request.conversion.edgetpu:
+        from converters.edgetpu_compiler import edgetpu_report
+
+        report.edgetpu = edgetpu_report(tflite_path, result.content)
+        atomic.write_bytes(report_path, atomic.json_bytes(report.to_json()))
+    return tflite_path, report_path, report
+
+
+def convert_stock(identity: ModelIdentity, mode: str, out_dir: pathlib.Path, *,
+                  calibration_samples: int = 300, verbose: bool = False) -> pathlib.Path:
+    """keras.applications' twin of the zoo network `identity` (random weights), converted the
+    stock way (converters.stock) and written with its report; returns the .tflite path.
+
+    Raises ValueError for a network without a keras.applications equivalent, and
+    ConversionError when the converter fails.
+    """
+    from calibration import sources
+    from calibration.preprocess import Preprocessing
+    from converters import pipeline, report as report_lib, stock
+    from tfmobile import models
+
+    application = models.entry(identity.name).keras_application
+    if application is None:
+        raise ValueError(f"{identity.name} has no keras.applications equivalent; stock: takes "
+                         f"{', '.join(stock_available())}")
+    build_args = dict(alpha=identity.alpha, input_size=identity.input_size,
+                      num_classes=identity.num_classes, include_top=True, weights=None)
+    # Ours, built with the same arguments, gives the operation count (same architecture:
+    # tests/test_keras_equivalence.py checks them layer for layer).
+    ours = models.build(identity.name, **build_args, **identity.variant)
+    # Logits, as the zoo models the converter writes give.
+    keras_model = application(**build_args, **identity.variant, classifier_activation=None)
+    artifact_id = ArtifactId(identity, Conversion(mode=mode)).stock_twin()
+
+    started = time.perf_counter()
+    calibration = None
+    if mode == "int8":
+        images, _ = sources.load(None).split()
+        picked, _ = pipeline.draw(images, calibration_samples, seed=0)
+        calibration = Preprocessing(identity.input_size).batch(picked)
+    try:
+        with cli.native_output_silenced(not verbose):
+            content = stock.convert_keras_model(keras_model, mode, calibration)
+    except Exception as err:  # noqa: BLE001 - the converter fails in many ways; say which
+        raise ConversionError(_last_line(err)) from err
+    from converters import litert
+
+    content = litert.with_metadata(content, METADATA_NAME, artifact_id.to_json())
+    report = ConversionReport(
+        model=artifact_id.model, stats=_stats(ours), conversion=artifact_id.conversion,
+        artifact=report_lib.graph_facts(content),
+        seconds=round(time.perf_counter() - started, 2),
+        converter_path=f"keras.applications.{keras_model.name} -> {stock.PATH}",
+        versions=report_lib.versions(), git_commit=report_lib.git_commit())
+    out_dir.mkdir(parents=True, exist_ok=True)
+    _write(report, content, out_dir)
+    return paths(out_dir, artifact_id)[0]
+
+
+def stock_available() -> list[str]:
+    """The zoo names with a keras.applications equivalent."""
+    from tfmobile import models
+
+    return [name for name in models.available() if models.entry(name).keras_application]

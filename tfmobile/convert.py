@@ -18,10 +18,12 @@ import sys
 
 from absl import flags
 
-from tfmobile import cli
-from tfmobile.artifacts import ConversionError, convert_zoo_model
+from tfmobile import model_flags
+from tfmobile.artifacts import ConversionError, WriteError, convert_zoo_model
+from tfmobile_core import cli
+from tfmobile_core.records import Conversion, ConversionReport
 
-cli.define_model_flags()
+model_flags.define_model_flags()
 flags.DEFINE_string("weights", None, "Weights to load: a .weights.h5 file, or 'imagenet' (the "
                     "published Keras weights; MobileNet V1/V2/V3 only). Default: random init.")
 flags.DEFINE_boolean("int8", False, "Full-integer int8 post-training quantization from a "
@@ -97,7 +99,7 @@ def edgetpu_profile(name: str, model_args: dict) -> dict:
         raise cli.UsageError(str(err)) from None
     args = dict(model_args)
     for key, value in entry.edgetpu_variant.items():
-        if not FLAGS[key].present:
+        if FLAGS[key].value is None:  # the user's own choice stands
             args[key] = value
     hard_swish = name.startswith("mobilenet_v3") and not args.get("minimalistic")
     if hard_swish and not FLAGS.expand_hard_swish:
@@ -117,27 +119,27 @@ def check_output_dir(path: str) -> pathlib.Path:
     return out
 
 
-def print_summary(stem, report, tflite_path, report_path) -> None:
-    conv, art, fid = report["conversion"], report["artifact"], report["fidelity"]
-    io = art["io"]["input"]
-    io_text = io["dtype"] + (f" (scale {io['scale']:.4g}, zero point {io['zero_point']})"
-                             if io["scale"] else "")
-    top5 = next(v for k, v in fid.items() if k.startswith("top") and k.endswith("_overlap"))
-    print(f"{stem}: {tflite_path} ({art['file_bytes'] / 1e6:.2f} MB, {conv['seconds']:.1f} s)")
-    print(f"  fully integer: {'yes' if art['fully_integer'] else 'no'}; input {io_text}")
-    run = art["execution"]
-    outside = ", ".join(f"{n} {op}" for op, n in run["ops_outside_delegate"].items())
-    print(f"  LiteRT CPU: {run['partitions']} XNNPACK partition{'s' if run['partitions'] != 1 else ''}"
+def print_summary(report: ConversionReport, tflite_path, report_path) -> None:
+    art, fid = report.artifact, report.fidelity
+    io = art.input
+    io_text = io.dtype + (f" (scale {io.scale:.4g}, zero point {io.zero_point})" if io.scale else "")
+    print(f"{tflite_path.stem}: {tflite_path} ({art.file_bytes / 1e6:.2f} MB, "
+          f"{report.seconds:.1f} s)")
+    print(f"  fully integer: {'yes' if art.fully_integer else 'no'}; input {io_text}")
+    run = art.execution
+    outside = ", ".join(f"{n} {op}" for op, n in run.ops_outside_delegate.items())
+    print(f"  LiteRT CPU: {run.partitions} XNNPACK partition{'s' if run.partitions != 1 else ''}"
           + (f"; outside it: {outside}" if outside else ", nothing outside"))
-    print(f"  vs float on {fid['samples']} held-out samples: top-1 agreement "
-          f"{fid['top1_agreement']:.1%}, top-5 overlap {top5:.1%}, SQNR {fid['sqnr_db']:.1f} dB, "
-          f"cosine {fid['cosine']:.4f}")
-    if report.get("layer_errors"):
+    sqnr = "identical" if fid.sqnr_db is None else f"{fid.sqnr_db:.1f} dB"
+    print(f"  vs float on {fid.samples} held-out samples: top-1 agreement "
+          f"{fid.top1_agreement:.1%}, top-{fid.k} overlap {fid.topk_overlap:.1%}, SQNR {sqnr}, "
+          f"cosine {fid.cosine:.4f}")
+    if report.layer_errors:
         worst = ", ".join(f"{r['tensor'].split(';')[0].rsplit('/', 2)[-2]} ({r['op']}) "
-                          f"{r['sqnr_db']:.1f} dB" for r in report["layer_errors"][:3])
+                          f"{r['sqnr_db']:.1f} dB" for r in report.layer_errors[:3])
         print(f"  worst layers by SQNR: {worst}")
-    if report.get("edgetpu"):
-        print_edgetpu_summary(report["edgetpu"])
+    if report.edgetpu:
+        print_edgetpu_summary(report.edgetpu)
     print(f"  report: {report_path}")
 
 
@@ -169,34 +171,39 @@ def main(argv):
     from calibration import sources
     from converters import pipeline
 
-    model_args = cli.model_args(FLAGS)
+    args = model_flags.model_args(FLAGS)
     if FLAGS.edgetpu:
-        model_args = edgetpu_profile(FLAGS.model, model_args)
+        args = edgetpu_profile(FLAGS.model, args)
+    identity = model_flags.identity_from_flags(FLAGS, args)
     try:
         image_set = sources.load(FLAGS.calibration)
     except sources.SourceError as err:
         raise cli.UsageError(str(err)) from None
-    request = pipeline.Request(
+    conversion = Conversion(
         mode=mode,
-        io_type="uint8" if FLAGS.edgetpu else FLAGS.io_type,
+        io_type="uint8" if FLAGS.edgetpu else FLAGS.io_type or "",
         per_tensor=FLAGS.per_tensor,
-        calibration_samples=FLAGS.calibration_samples,
-        eval_samples=FLAGS.eval_samples,
-        denylisted_ops=[d for d in FLAGS.denylist if d.isupper()],
-        denylisted_nodes=[d for d in FLAGS.denylist if not d.isupper()],
-        debug_quantization=FLAGS.debug_quantization,
         expand_hard_swish=FLAGS.expand_hard_swish,
         float_depthwise=FLAGS.float_depthwise,
+        denylist=tuple(FLAGS.denylist),
+        edgetpu=FLAGS.edgetpu,
+    )
+    request = pipeline.Request(
+        conversion=conversion,
+        calibration_samples=FLAGS.calibration_samples,
+        eval_samples=FLAGS.eval_samples,
+        debug_quantization=FLAGS.debug_quantization,
     )
     try:
         tflite_path, report_path, report = convert_zoo_model(
-            FLAGS.model, model_args, request, out_dir, weights=FLAGS.weights,
-            image_set=image_set, verbose=FLAGS.verbose, edgetpu=FLAGS.edgetpu)
+            identity, request, out_dir, image_set=image_set, verbose=FLAGS.verbose)
     except ConversionError as err:
         print(f"tfmobile.convert: conversion failed: {err}", file=sys.stderr)
         return 1
-    print_summary(tflite_path.stem, report, tflite_path, report_path)
-    compiler = (report.get("edgetpu") or {}).get("compiler", {})
+    except WriteError as err:
+        raise cli.Failure(str(err)) from None
+    print_summary(report, tflite_path, report_path)
+    compiler = (report.edgetpu or {}).get("compiler", {})
     return 1 if compiler.get("ran") and not compiler.get("compiled") else 0
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import json
 import pathlib
 
 import numpy as np
@@ -22,6 +23,10 @@ class LabelledImages:
     class_names: list[str]
     skipped: int = 0
 
+    def counts(self) -> list[int]:
+        """Images per class, in class order (0 for a class with no folder or no image)."""
+        return np.bincount(self.labels, minlength=len(self.class_names)).tolist()
+
     def batch(self, input_size: int) -> np.ndarray:
         """Evaluation preprocessing: resize shorter side, centre crop, scale to [-1, 1].
         Kept per size: evaluating a float and an int8 model reuses it."""
@@ -29,6 +34,35 @@ class LabelledImages:
         if input_size not in cache:
             cache[input_size] = Preprocessing(input_size).batch(self.images)
         return cache[input_size]
+
+
+WEIGHTS_SUFFIX = ".weights.h5"
+
+
+def class_names_path(weights) -> pathlib.Path:
+    """Where tfmobile.train keeps the class order of `<name>.weights.h5`: `<name>.classes.json`."""
+    weights = pathlib.Path(weights)
+    return weights.with_name(weights.name.removesuffix(WEIGHTS_SUFFIX) + ".classes.json")
+
+
+def read_class_names(weights) -> list[str] | None:
+    """The class order saved beside trained weights, or None where there is none (published
+    or random weights). DataError when the file is there but is not a list of distinct
+    names."""
+    if not str(weights).endswith(WEIGHTS_SUFFIX):
+        return None
+    path = class_names_path(weights)
+    if not path.is_file():
+        return None
+    try:
+        names = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as err:
+        raise DataError(f"cannot read the class order {path}: {err}") from None
+    if (not isinstance(names, list) or not names
+            or not all(isinstance(n, str) and n for n in names) or len(set(names)) != len(names)):
+        raise DataError(f"{path} must be a JSON list of distinct class names, as tfmobile.train "
+                        "writes it")
+    return names
 
 
 def load_folder(root, class_names: list[str] | None = None) -> LabelledImages:

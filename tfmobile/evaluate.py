@@ -2,10 +2,14 @@
 
   python -m tfmobile.evaluate --model mobilenet_v2 --alpha 0.5 --input_size 96 \
       --weights artifacts/mnv2.weights.h5 --data photos/val
-  python -m tfmobile.evaluate --tflite artifacts/mobilenet_v2_0.5_96_int8.tflite --data photos/val
+  python -m tfmobile.evaluate --tflite artifacts/mobilenet_v2_0.5_96_c14_int8.tflite --data photos/val
 
-Class order comes from the training run's <weights>.classes.json, else the folder's sorted
-subfolder names (as tfmobile.train numbers them).
+The labels are the class order the model was trained with: a .tflite made by tfmobile.convert
+carries it (embedded, and in its report), a Keras model's --weights keep it beside them
+(<name>.classes.json, written by tfmobile.train). A folder the model has no class for is an
+error; a class with no folder is left out and named. Only for a model that carries no class
+order are the folder's sorted subfolder names taken, and then their number must equal the
+model's outputs.
 """
 
 from __future__ import annotations
@@ -15,7 +19,11 @@ import pathlib
 
 from absl import flags
 
-from tfmobile import cli
+from tfmobile import model_flags
+from tfmobile_core import cli
+
+
+ORDER_TEXT = {"model": "the model's", "weights": "the weights'", "folders": "the folders'"}
 
 
 def evaluate_keras(model, labelled) -> dict:
@@ -25,20 +33,73 @@ def evaluate_keras(model, labelled) -> dict:
     return {**data.top_k_accuracy(logits, labelled.labels), "images": len(labelled.labels)}
 
 
-def evaluate_tflite(content_or_path, labelled) -> dict:
+def evaluate_tflite(model, labelled) -> dict:
+    """`model`: .tflite bytes or path, or an interpreter already allocated."""
     from converters import litert
     from tfmobile import data
 
-    interpreter = litert.load(content_or_path)
+    interpreter = model if hasattr(model, "invoke") else litert.load(model)
     size = int(interpreter.get_input_details()[0]["shape"][1])
     logits = litert.run(interpreter, labelled.batch(size))
     return {**data.top_k_accuracy(logits, labelled.labels), "images": len(labelled.labels)}
 
 
-def _class_names(weights: str | None):
-    """The class order tfmobile.train saved beside the weights, if any."""
-    classes = pathlib.Path(weights.replace(".weights.h5", ".classes.json")) if weights else None
-    return json.loads(classes.read_text()) if classes and classes.is_file() else None
+def tflite_classifier(path: str):
+    """(interpreter, class names or None) of a .tflite image classifier; UsageError, one line,
+    for a file that is missing, damaged, or not a batch-1 RGB classifier."""
+    from converters import litert
+    from tfmobile_core.records import METADATA_NAME, ArtifactId, RecordError
+
+    try:
+        content = pathlib.Path(path).read_bytes()
+    except OSError as err:
+        raise cli.UsageError(f"cannot read --tflite {path}: {err.strerror}") from None
+    try:
+        litert.check_model(content, f"--tflite {path}")
+        interpreter = litert.load(content)
+    except litert.NotAModel as err:
+        raise cli.UsageError(str(err)) from None
+    except (ValueError, RuntimeError) as err:
+        raise cli.UsageError(f"LiteRT cannot load --tflite {path}: "
+                             f"{' '.join(str(err).split()) or type(err).__name__}") from None
+    inputs, outputs = interpreter.get_input_details(), interpreter.get_output_details()
+    shape = [int(d) for d in inputs[0]["shape"]] if len(inputs) == 1 else None
+    if shape is None or len(shape) != 4 or shape[0] != 1 or shape[3] != 3 or shape[1] != shape[2]:
+        raise cli.UsageError(f"--tflite {path} is not an image classifier of one square RGB "
+                             f"input (its inputs: {[list(d['shape']) for d in inputs]})")
+    if len(outputs) != 1 or len(outputs[0]["shape"]) != 2:
+        raise cli.UsageError(f"--tflite {path} is not a classifier with one output of class "
+                             f"scores (its outputs: {[list(d['shape']) for d in outputs]})")
+    class_names = None
+    stored = litert.read_metadata(content, METADATA_NAME)
+    if stored is not None:
+        try:
+            class_names = ArtifactId.from_json(stored).model.class_names
+        except RecordError as err:
+            raise cli.UsageError(f"--tflite {path} carries a damaged tfmobile record ({err})") \
+                from None
+    width = int(outputs[0]["shape"][1])
+    if class_names is not None and len(class_names) != width:
+        raise cli.UsageError(f"--tflite {path} names {len(class_names)} classes but has "
+                             f"{width} outputs")
+    return interpreter, class_names
+
+
+def labelled_for(data_dir: str, class_names, outputs: int | None, model_text: str):
+    """The labelled folder in the model's class order; UsageError when the two disagree.
+    `outputs`: the model's width, to check the folders against when it has no class order."""
+    from tfmobile import data
+
+    try:
+        labelled = data.load_folder(data_dir, class_names)
+    except data.DataError as err:
+        raise cli.UsageError(str(err)) from None
+    if class_names is None and outputs is not None and len(labelled.class_names) != outputs:
+        raise cli.UsageError(
+            f"{data_dir} has {len(labelled.class_names)} class folders and {model_text} has "
+            f"{outputs} outputs, with no class order of its own to match them by; evaluate "
+            "a model converted from tfmobile.train's weights (it carries its classes)")
+    return labelled
 
 
 def main(argv):
@@ -49,34 +110,41 @@ def main(argv):
     if FLAGS.tflite and not pathlib.Path(FLAGS.tflite).is_file():
         raise cli.UsageError(f"--tflite {FLAGS.tflite!r} does not exist")
     cli.quiet_tensorflow(FLAGS.verbose)
-    from tfmobile import data
 
-    try:
-        labelled = data.load_folder(FLAGS.data, _class_names(FLAGS.weights))
-    except data.DataError as err:
-        raise cli.UsageError(str(err)) from None
     if FLAGS.tflite:
         with cli.native_output_silenced(not FLAGS.verbose):
-            result = evaluate_tflite(FLAGS.tflite, labelled)
-        what = FLAGS.tflite
+            interpreter, class_names = tflite_classifier(FLAGS.tflite)
+        outputs = int(interpreter.get_output_details()[0]["shape"][1])
+        labelled = labelled_for(FLAGS.data, class_names, outputs, FLAGS.tflite)
+        with cli.native_output_silenced(not FLAGS.verbose):
+            result = evaluate_tflite(interpreter, labelled)
+        what, order = FLAGS.tflite, "model" if class_names else "folders"
     else:
-        args = cli.model_args(FLAGS)
-        args["num_classes"] = len(labelled.class_names)
-        model = cli.build_model(FLAGS.model, weights=FLAGS.weights, classifier_activation=None,
-                                **args)
+        identity = model_flags.identity_from_flags(FLAGS)
+        labelled = labelled_for(FLAGS.data, identity.class_names, None, FLAGS.model)
+        order = "weights" if identity.class_names else "folders"
+        model = model_flags.build_model(FLAGS.model, weights=FLAGS.weights,
+                                        classifier_activation=None,
+                                        **{**identity.build_args(),
+                                           "num_classes": len(labelled.class_names)})
         result = evaluate_keras(model, labelled)
         what = f"{FLAGS.model} ({FLAGS.weights or 'random init'})"
-    result["skipped"] = labelled.skipped
+    missing = [name for name, count in zip(labelled.class_names, labelled.counts()) if not count]
+    result.update(skipped=labelled.skipped, classes=len(labelled.class_names) - len(missing),
+                  classes_without_images=missing, class_order=order)
     if FLAGS.json:
         print(json.dumps(result))
     else:
         top5 = next(k for k in result if k.startswith("top") and k != "top1")
         print(f"{what}: top-1 {result['top1']:.1%}, {top5.replace('top', 'top-')} "
-              f"{result[top5]:.1%} on {result['images']} images")
+              f"{result[top5]:.1%} on {result['images']} images of {result['classes']} classes "
+              f"(class order: {ORDER_TEXT[order]})"
+              + (f"; no images of {len(missing)} of its classes: {', '.join(missing[:5])}"
+                 if missing else ""))
 
 
 if __name__ == "__main__":
-    cli.define_model_flags(required=False)
+    model_flags.define_model_flags(required=False)
     flags.DEFINE_string("tflite", None, "A .tflite model to evaluate instead of --model.")
     flags.DEFINE_string("weights", None, "--model's weights (.weights.h5 from tfmobile.train).")
     flags.DEFINE_string("data", None, "Labelled images: a folder with one subfolder per class.")

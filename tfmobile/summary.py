@@ -15,9 +15,10 @@ import sys
 
 from absl import flags
 
-from tfmobile import cli
+from tfmobile import model_flags
+from tfmobile_core import cli
 
-cli.define_model_flags(required=False)
+model_flags.define_model_flags(required=False)
 flags.DEFINE_boolean("json", False, "Print one JSON object instead of the table.")
 flags.DEFINE_boolean("published", False, "Compare every published figure (MACs, weights, "
                      "parameters; tfmobile/models/cards.py) with the zoo and print the table.")
@@ -74,7 +75,7 @@ def main(argv):
     from tfmobile.profile import summarize
 
     try:
-        summary = summarize(FLAGS.model, **cli.model_args(FLAGS))
+        summary = summarize(FLAGS.model, **model_flags.model_args(FLAGS))
     except ValueError as err:
         raise cli.UsageError(str(err)) from None
     if FLAGS.json:

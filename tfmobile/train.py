@@ -20,7 +20,8 @@ import pathlib
 import numpy as np
 from absl import flags
 
-from tfmobile import cli
+from tfmobile import model_flags
+from tfmobile_core import cli
 
 
 @dataclasses.dataclass
@@ -40,11 +41,13 @@ def _fixed_size(images, size: int) -> np.ndarray:
 
 def train(model, train_set, val_set=None, *, epochs=10, batch_size=32, learning_rate=2e-3,
           bn_momentum=0.9, checkpoint=None, checkpoint_model=None, verbose=0,
-          seed=0) -> TrainResult:
+          seed=0, callbacks=()) -> TrainResult:
     """Fits `model` (logits output) in place and leaves it with its best validation weights.
 
     `checkpoint_model` is whose weights the checkpoint holds, if not `model`'s (a model sharing
     its layers: tfmobile.qat trains a fake-quantized twin and saves the float model).
+    `callbacks` are extra Keras callbacks; each epoch they run before the best epoch is chosen,
+    on the same logs.
 
     Batch norm's moving statistics follow with `bn_momentum` (0.9): the Keras default of 0.99
     lags so far behind a short run that inference accuracy falls to half of training accuracy.
@@ -56,7 +59,7 @@ def train(model, train_set, val_set=None, *, epochs=10, batch_size=32, learning_
         if isinstance(layer, keras.layers.BatchNormalization):
             layer.momentum = bn_momentum
 
-    from tfmobile import atomic
+    from tfmobile_core import atomic
 
     size = model.input_shape[1]
     pad = round(size / 0.875)  # crop input_size from a 1.14x larger view, as evaluation does
@@ -93,7 +96,7 @@ def train(model, train_set, val_set=None, *, epochs=10, batch_size=32, learning_
 
     history = model.fit(dataset, epochs=epochs, validation_data=val, verbose=verbose,
                         shuffle=False,  # the dataset shuffles itself each epoch
-                        callbacks=[KeepBest()])
+                        callbacks=[*callbacks, KeepBest()])
     model.set_weights(best["weights"])
     return TrainResult(
         history={k: [float(v) for v in vs] for k, vs in history.history.items()},
@@ -115,7 +118,7 @@ def main(argv):
         val_set = data.load_folder(FLAGS.val_data, train_set.class_names) if FLAGS.val_data else None
     except data.DataError as err:
         raise cli.UsageError(str(err)) from None
-    args = cli.model_args(FLAGS)
+    args = model_flags.model_args(FLAGS)
     args["num_classes"] = len(train_set.class_names)
     output = pathlib.Path(FLAGS.output or
                           f"artifacts/{FLAGS.model}_{args['alpha']:g}_{args['input_size']}.weights.h5")
@@ -125,7 +128,7 @@ def main(argv):
         output.parent.mkdir(parents=True, exist_ok=True)
     except OSError as err:
         raise cli.UsageError(f"cannot create {output.parent}: {err.strerror}") from None
-    model = cli.build_model(FLAGS.model, weights=FLAGS.weights, classifier_activation=None, **args)
+    model = model_flags.build_model(FLAGS.model, weights=FLAGS.weights, classifier_activation=None, **args)
     print(f"training {FLAGS.model} on {len(train_set.images)} images, "
           f"{len(train_set.class_names)} classes" + (f", {train_set.skipped} unreadable skipped"
                                                     if train_set.skipped else ""))
@@ -140,8 +143,8 @@ def main(argv):
         print(f"quantization-aware fine-tuning: {FLAGS.quantization_aware_epochs} epochs")
         result = qat.fine_tune(model, train_set, val_set, epochs=FLAGS.quantization_aware_epochs,
                                learning_rate=FLAGS.quantization_aware_learning_rate, **common)
-    classes = output.with_name(output.name.replace(".weights.h5", ".classes.json"))
-    from tfmobile import atomic
+    classes = data.class_names_path(output)
+    from tfmobile_core import atomic
 
     atomic.write_json(classes, result.class_names)
     best = ""
@@ -152,7 +155,7 @@ def main(argv):
 
 
 if __name__ == "__main__":
-    cli.define_model_flags()
+    model_flags.define_model_flags()
     flags.DEFINE_string("data", None, "Training images: a folder with one subfolder per class.")
     flags.DEFINE_string("val_data", None, "Validation images, same layout (best epoch is kept).")
     flags.DEFINE_string("weights", None, "Start from these weights (.weights.h5 or imagenet).")

@@ -2,8 +2,9 @@
 
 It is Debian's `sshd` (openssh-server), started unprivileged-style with its own config, host
 key and authorized key in a temporary directory; the harness reaches it with the real `ssh`
-client exactly as it reaches a board. The remote PATH starts with the directory of this test
-run's Python, which has numpy and ai_edge_litert as a board image would.
+client exactly as it reaches a board. The login's PATH is whatever this machine's shell gives
+it (a system python3 without LiteRT, or pyenv's), as on a board: tests name the interpreter
+that has LiteRT (the test run's own) with `:python=`, as users name a board's venv.
 """
 
 from __future__ import annotations
@@ -15,7 +16,6 @@ import pathlib
 import shutil
 import socket
 import subprocess
-import sys
 import time
 
 SSHD = shutil.which("sshd") or "/usr/sbin/sshd"
@@ -32,6 +32,10 @@ class Board:
     @property
     def spec(self) -> str:
         return f"{self.user}@127.0.0.1:{self.port}"
+
+    def target(self, python: str) -> str:
+        """The --targets entry naming the port, the key and the board's Python."""
+        return f"ssh:{self.spec}:identity={self.identity}:python={python}"
 
     def stop(self) -> None:
         if self.process.poll() is None:
@@ -53,10 +57,7 @@ def start(workdir: pathlib.Path) -> Board:
     host_key, client_key = workdir / "host_ed25519", workdir / "client_ed25519"
     for key in (host_key, client_key):
         subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(key)], check=True)
-    remote_path = f"{os.path.dirname(sys.executable)}:/usr/local/bin:/usr/bin:/bin"
-    (workdir / "authorized_keys").write_text(
-        f'environment="PATH={remote_path}" {(client_key.with_suffix(".pub")).read_text()}'
-    )
+    (workdir / "authorized_keys").write_text((client_key.with_suffix(".pub")).read_text())
     port = _free_port()
     config = workdir / "sshd_config"
     config.write_text(
@@ -72,7 +73,6 @@ def start(workdir: pathlib.Path) -> Board:
                 "UsePAM no",
                 "StrictModes no",
                 "PermitRootLogin prohibit-password",
-                "PermitUserEnvironment yes",
                 "Subsystem sftp internal-sftp",
                 "LogLevel ERROR",
                 "",

@@ -1,4 +1,5 @@
-"""The architecture zoo: `available()`, `build(name, ...)`, `get_spec(...)`, `port_weights(...)`.
+"""The architecture zoo: `available()`, `build(name, ...)`, `identity(name, ...)`, `get_spec(...)`,
+`port_weights(...)`. Importing it imports no TensorFlow; building a model does.
 
 Every network is a layer table (see `spec.py` and the per-network modules) built by one
 dispatcher (`assemble.py`) from one builder per block type (`blocks.py`).
@@ -13,7 +14,7 @@ from tfmobile.models import (  # noqa: F401
     shufflenet,
     mobilenet_edgetpu,
 )
-from tfmobile.models.registry import available, build, entry, get_spec
+from tfmobile.models.registry import all_variants, available, build, entry, get_spec, identity
 from tfmobile.models.weights import port_weights
 
-__all__ = ["available", "build", "entry", "get_spec", "port_weights"]
+__all__ = ["all_variants", "available", "build", "entry", "get_spec", "identity", "port_weights"]

@@ -1,7 +1,5 @@
 """MobileNet V1 (Howard et al. 2017, arXiv 1704.04861)."""
 
-import keras
-
 from tfmobile.models.registry import keras_factory, register
 from tfmobile.models.spec import Head, NetworkSpec, decode
 
@@ -27,7 +25,7 @@ LAYERS = decode(
 @register(
     "mobilenet_v1",
     paper="MobileNets: Efficient CNNs for Mobile Vision Applications (arXiv 1704.04861)",
-    keras_application=keras_factory(keras.applications.MobileNet),
+    keras_application=keras_factory("MobileNet"),
 )
 def mobilenet_v1(alpha: float) -> NetworkSpec:
     # The width multiplier truncates: int(c * alpha), as the released checkpoints were built.

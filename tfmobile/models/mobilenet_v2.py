@@ -1,7 +1,5 @@
 """MobileNet V2 (Sandler et al. 2018, arXiv 1801.04381)."""
 
-import keras
-
 from tfmobile.models.registry import keras_factory, register
 from tfmobile.models.spec import NetworkSpec, decode, make_divisible
 
@@ -26,7 +24,7 @@ LAYERS = decode(
 @register(
     "mobilenet_v2",
     paper="MobileNetV2: Inverted Residuals and Linear Bottlenecks (arXiv 1801.04381)",
-    keras_application=keras_factory(keras.applications.MobileNetV2),
+    keras_application=keras_factory("MobileNetV2"),
 )
 def mobilenet_v2(alpha: float) -> NetworkSpec:
     return NetworkSpec(

@@ -2,9 +2,7 @@
 
 import dataclasses
 
-import keras
-
-from tfmobile.models.registry import keras_factory, register
+from tfmobile.models.registry import Variant, keras_factory, register
 from tfmobile.models.spec import Head, NetworkSpec, decode, make_divisible
 
 SCHEMA = "block  k  exp  out   se    nl    s"  # the paper's columns: exp size, #out, SE, NL
@@ -71,7 +69,8 @@ def _spec(name, blocks, hidden, alpha, is_minimalistic):
     return NetworkSpec(name, blocks, alpha, round_filters=make_divisible, head=head)
 
 
-VARIANTS = {"minimalistic": (False, True)}
+VARIANTS = {"minimalistic": Variant((False, True), "MobileNet V3: the variant without SE, "
+                                     "hard-swish or 5x5 kernels (suits GPUs, DSPs and Edge TPUs)")}
 # Google's Edge TPU releases of V3 are the minimalistic ones: no SE, no hard-swish, 3x3 only.
 EDGETPU_VARIANT = {"minimalistic": True}
 # Keras's V3 rescales [0, 255] inputs itself by default; the zoo takes [-1, 1] like V1/V2.
@@ -81,7 +80,7 @@ PAPER = "Searching for MobileNetV3 (arXiv 1905.02244)"
 
 @register(
     "mobilenet_v3_large", paper=PAPER, variants=VARIANTS, edgetpu_variant=EDGETPU_VARIANT,
-    keras_application=keras_factory(keras.applications.MobileNetV3Large, **KERAS_FIXED),
+    keras_application=keras_factory("MobileNetV3Large", **KERAS_FIXED),
 )
 def mobilenet_v3_large(alpha: float, minimalistic: bool = False) -> NetworkSpec:
     return _spec("mobilenet_v3_large", LARGE, 1280, alpha, minimalistic)
@@ -89,7 +88,7 @@ def mobilenet_v3_large(alpha: float, minimalistic: bool = False) -> NetworkSpec:
 
 @register(
     "mobilenet_v3_small", paper=PAPER, variants=VARIANTS, edgetpu_variant=EDGETPU_VARIANT,
-    keras_application=keras_factory(keras.applications.MobileNetV3Small, **KERAS_FIXED),
+    keras_application=keras_factory("MobileNetV3Small", **KERAS_FIXED),
 )
 def mobilenet_v3_small(alpha: float, minimalistic: bool = False) -> NetworkSpec:
     return _spec("mobilenet_v3_small", SMALL, 1024, alpha, minimalistic)

@@ -1,7 +1,13 @@
-"""The registry of network names: `available()`, `build(name, ...)`, `get_spec(name, ...)`.
+"""The registry of network names: `available()`, `build(name, ...)`, `get_spec(name, ...)`,
+`identity(name, ...)`.
 
 Each network module registers a thin generator that turns (alpha, variants) into a
-`NetworkSpec`; `build` validates the arguments, assembles the Keras model and loads weights.
+`NetworkSpec`, and declares its variants (`Variant`) once: the command-line flags, the artifact
+names and the records' identities all come from these declarations. `build` validates the
+arguments, assembles the Keras model and loads weights.
+
+Nothing here imports Keras until a model is built, so commands can list networks, check
+arguments and name artifacts without TensorFlow.
 """
 
 from __future__ import annotations
@@ -9,14 +15,27 @@ from __future__ import annotations
 import dataclasses
 import math
 import numbers
-from typing import Callable, Mapping
+from typing import TYPE_CHECKING, Callable, Mapping
 
-import keras
-
-from tfmobile.models.assemble import assemble
 from tfmobile.models.spec import NetworkSpec
+from tfmobile_core.records import RANDOM_INIT, ModelIdentity
+
+if TYPE_CHECKING:
+    import keras
 
 MIN_INPUT_SIZE = 32  # every network here downsamples 32x
+
+
+@dataclasses.dataclass(frozen=True)
+class Variant:
+    """A network variant: the values it takes (the first is the default) and what it means."""
+
+    choices: tuple
+    help: str
+
+    @property
+    def default(self):
+        return self.choices[0]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -24,7 +43,7 @@ class ModelEntry:
     name: str
     make_spec: Callable[..., NetworkSpec]  # (alpha, **variants) -> NetworkSpec
     paper: str
-    variants: Mapping[str, tuple] = dataclasses.field(default_factory=dict)  # first is default
+    variants: Mapping[str, Variant] = dataclasses.field(default_factory=dict)
     widths: tuple[float, ...] | None = None  # the only alphas the network comes in, if fixed
     # Builds the equivalent keras.applications model (for published weights and checks).
     keras_application: Callable[..., keras.Model] | None = None
@@ -32,18 +51,21 @@ class ModelEntry:
     edgetpu_variant: Mapping[str, object] = dataclasses.field(default_factory=dict)
 
     def defaults(self) -> dict:
-        return {k: values[0] for k, values in self.variants.items()}
+        return {k: variant.default for k, variant in self.variants.items()}
 
 
 _REGISTRY: dict[str, ModelEntry] = {}
 
 
-def keras_factory(application, **fixed) -> Callable[..., keras.Model]:
-    """Adapts a keras.applications constructor to build()'s argument names; used to load the
-    published weights and to check equivalence. `fixed` are arguments it always gets."""
+def keras_factory(application: str, **fixed) -> Callable[..., keras.Model]:
+    """Adapts the keras.applications constructor of that name to build()'s argument names; used
+    to load the published weights and to check equivalence. `fixed` are arguments it always
+    gets. Keras is imported when the model is made, not when the network registers."""
 
     def make(*, alpha, input_size, num_classes, include_top, weights, **kwargs):
-        return application(
+        import keras
+
+        return getattr(keras.applications, application)(
             input_shape=(input_size, input_size, 3), alpha=alpha, classes=num_classes,
             include_top=include_top, weights=weights, **fixed, **kwargs,
         )
@@ -61,6 +83,16 @@ def register(name, *, paper, variants=None, widths=None, keras_application=None,
         return make_spec
 
     return wrap
+
+
+def all_variants() -> dict[str, Variant]:
+    """Every variant name of the zoo, with its declaration (the first network's, where several
+    networks share one: MobileNet V3 Large and Small)."""
+    found: dict[str, Variant] = {}
+    for registered in _REGISTRY.values():
+        for key, variant in registered.variants.items():
+            found.setdefault(key, variant)
+    return found
 
 
 def available() -> list[str]:
@@ -98,7 +130,7 @@ def check_variants(entry: ModelEntry, variant: dict) -> dict:
         raise ValueError(f"{entry.name} has no variant {unknown[0]!r}; its variants: {valid}")
     resolved = entry.defaults()
     for key, value in variant.items():
-        allowed = entry.variants[key]
+        allowed = entry.variants[key].choices
         if isinstance(value, bool) is not isinstance(allowed[0], bool) or value not in allowed:
             raise ValueError(
                 f"{entry.name}: {key} must be one of {', '.join(map(str, allowed))}, got {value!r}"
@@ -117,6 +149,33 @@ def get_spec(name: str, alpha: float = 1.0, **variant) -> NetworkSpec:
     """The network's table at one width, as data (nothing is built)."""
     e = entry(name)
     return e.make_spec(check_alpha(e, alpha), **check_variants(e, variant))
+
+
+def identity(
+    name: str,
+    *,
+    alpha: float = 1.0,
+    input_size: int = 224,
+    num_classes: int = 1000,
+    weights: str | None = None,
+    class_names=None,
+    **variant,
+) -> ModelIdentity:
+    """The record of a zoo network built with these arguments, every variant resolved (so
+    `shufflenet_v1` and `shufflenet_v1, groups=3` are one identity). Raises ValueError for the
+    arguments `build` would refuse."""
+    e = entry(name)
+    resolved = check_variants(e, variant)
+    return ModelIdentity(
+        name=name,
+        alpha=check_alpha(e, alpha),
+        input_size=check_positive_int("input_size", input_size, MIN_INPUT_SIZE,
+                                      f" ({name} downsamples 32x)"),
+        num_classes=check_positive_int("num_classes", num_classes, 1),
+        variants=tuple(resolved.items()),
+        weights=RANDOM_INIT if weights is None else str(weights),
+        class_names=None if class_names is None else tuple(class_names),
+    )
 
 
 def build(
@@ -145,6 +204,7 @@ def build(
         (ShuffleNet V1).
     """
     from tfmobile.models import weights as weights_lib  # imports registry; avoid the cycle
+    from tfmobile.models.assemble import assemble  # Keras
 
     e = entry(name)
     spec = get_spec(name, alpha, **variant)

@@ -1,6 +1,6 @@
 """ShuffleNet V1 (Zhang et al. 2017, arXiv 1707.01083) and V2 (Ma et al. 2018, arXiv 1807.11164)."""
 
-from tfmobile.models.registry import register
+from tfmobile.models.registry import Variant, register
 from tfmobile.models.spec import NetworkSpec, decode
 
 # ShuffleNet V1, Table 1: output channels of stages 2/3/4 for each number of groups g.
@@ -24,7 +24,12 @@ V2_WIDTHS = {
 @register(
     "shufflenet_v1",
     paper="ShuffleNet: An Extremely Efficient CNN for Mobile Devices (arXiv 1707.01083)",
-    variants={"groups": (3, 1, 2, 4, 8), "split_groups": (False, True)},
+    variants={
+        "groups": Variant((3, 1, 2, 4, 8), "ShuffleNet V1: groups of its 1x1 convolutions"),
+        "split_groups": Variant((False, True), "ShuffleNet V1: each grouped conv as SPLIT, one "
+                                "conv per group and CONCATENATION; same function and weights, "
+                                "in ops the Edge TPU compiler maps"),
+    },
     edgetpu_variant={"split_groups": True},
 )
 def shufflenet_v1(alpha: float, groups: int = 3, split_groups: bool = False) -> NetworkSpec:

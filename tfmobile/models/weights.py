@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import os
+from typing import TYPE_CHECKING
 
-import keras
 import numpy as np
 
 from tfmobile.models.registry import ModelEntry
+
+if TYPE_CHECKING:
+    import keras
 
 
 def _weighted_layers(model: keras.Model) -> list[keras.layers.Layer]:
@@ -108,12 +111,24 @@ def load(model: keras.Model, entry: ModelEntry, weights, **build_args) -> None:
         return
     try:
         published = entry.keras_application(weights="imagenet", **build_args)
-    except Exception as err:  # noqa: BLE001 - the download fails in many ways; name it
-        reason = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+    except Exception as err:  # noqa: BLE001 - Keras reports a failed download as a bare Exception
+        if not _is_download_failure(err):
+            raise  # a bug, not the network: let it show as one
+        reason = " ".join(str(err).split()) or type(err).__name__
         raise RuntimeError(
-            f"could not load the published Keras ImageNet weights for {entry.name} "
+            f"could not download the published Keras ImageNet weights for {entry.name} "
             f"(alpha {build_args['alpha']:g}, input {build_args['input_size']}): {reason}. "
-            "Keras downloads them on first use; where this machine cannot, put the file in "
-            "~/.keras/models/ or pass weights=PATH to a .weights.h5 file."
+            "Keras downloads them on first use into $KERAS_HOME/models (default "
+            "~/.keras/models); where this machine cannot, copy the file named in that URL "
+            "there, or pass weights=PATH to a .weights.h5 file."
         ) from err
     port_weights(published, model)
+
+
+def _is_download_failure(err: Exception) -> bool:
+    """keras.utils.get_file turns urllib's HTTPError/URLError into `Exception("URL fetch
+    failure on ...")`; a socket error can also come through as an OSError."""
+    import urllib.error
+
+    return (str(err).startswith("URL fetch failure")
+            or isinstance(err, (urllib.error.URLError, ConnectionError, TimeoutError)))

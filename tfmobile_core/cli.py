@@ -1,5 +1,6 @@
-"""What every tfmobile command shares: quiet TensorFlow, one-line usage errors (exit 2), and the
-model-selection flags."""
+"""How every command behaves: one-line errors (exit status 2 for usage errors, 1 for failures),
+--help that explains, native output (TensorFlow's C++ logging, the converter's) hidden unless
+asked for, and progress bars only on a terminal."""
 
 from __future__ import annotations
 
@@ -66,6 +67,12 @@ def native_output_silenced(enabled: bool = True):
         console.close()
 
 
+def describe_os_error(err: OSError) -> str:
+    """'cannot write artifacts/x.tflite: No space left on device', in one line."""
+    where = f"{err.filename}: " if err.filename else ""
+    return f"{where}{err.strerror or err}"
+
+
 def interactive() -> bool:
     """Whether progress should be drawn: a terminal, or forced by TFMOBILE_PROGRESS=1."""
     return sys.stderr.isatty() or os.environ.get("TFMOBILE_PROGRESS") == "1"
@@ -99,7 +106,7 @@ def quiet_tensorflow(verbose: bool = False) -> None:
         import tensorflow  # noqa: F401
 
 
-_command = {"program": None, "module": None, "doc": None}
+_command = {"program": None, "doc": None}
 
 
 def _program() -> str:
@@ -116,18 +123,18 @@ def fail_usage(message: str) -> None:
 
 
 def _print_help(full: bool) -> None:
-    """The command's docstring, then its flags (those defined here and in the command)."""
+    """The command's docstring, then its own flags (every flag but absl's)."""
     if full:
         print(flags.FLAGS.get_help())
         sys.exit(0)
     doc = _command["doc"] or sys.modules["__main__"].__doc__ or ""
     print(doc.strip() + "\n\nflags:")
-    main_modules = _command["module"] or (sys.argv[0],)
-    for module in (*main_modules, __name__):
-        for flag in sorted(flags.FLAGS.get_flags_for_module(module), key=lambda f: f.name):
-            name = f"--[no]{flag.name}" if flag.boolean else f"--{flag.name}"
-            default = "" if flag.default is None or flag.boolean else f" (default: {flag.default})"
-            print(f"  {name}: {flag.help}{default}")
+    ours = [flag for module, defined in flags.FLAGS.flags_by_module_dict().items()
+            if not module.startswith("absl.") for flag in defined]  # absl's own: --helpfull
+    for flag in sorted({flag.name: flag for flag in ours}.values(), key=lambda f: f.name):
+        name = f"--[no]{flag.name}" if flag.boolean else f"--{flag.name}"
+        default = "" if flag.default is None or flag.boolean else f" (default: {flag.default})"
+        print(f"  {name}: {flag.help}{default}")
     print("  --helpfull: every flag, absl's included")
     sys.exit(0)
 
@@ -144,14 +151,13 @@ def _parse_flags(argv):
         fail_usage(f"{err} (see --help)")
 
 
-def run(main, *, program: str | None = None, flags_modules: tuple[str, ...] | None = None,
-        doc: str | None = None) -> None:
+def run(main, *, program: str | None = None, doc: str | None = None) -> None:
     """absl's app.run, with flag errors and UsageError as one line and exit status 2.
 
-    A subcommand (`python -m android_bench run`) names itself (`program`), the modules that
-    define its flags and its help text (`doc`).
+    A subcommand (`python -m android_bench run`) names itself (`program`) and gives its help
+    text (`doc`).
     """
-    _command.update(program=program, module=flags_modules, doc=doc)
+    _command.update(program=program, doc=doc)
 
     def guarded(argv):
         if len(argv) > 1:
@@ -163,48 +169,8 @@ def run(main, *, program: str | None = None, flags_modules: tuple[str, ...] | No
         except Failure as err:
             print(f"{_program()}: error: {err}", file=sys.stderr)
             sys.exit(1)
+        except OSError as err:  # the machine refused: a full disk, a write denied, a file gone
+            print(f"{_program()}: error: {describe_os_error(err)}", file=sys.stderr)
+            sys.exit(1)
 
     app.run(guarded, flags_parser=_parse_flags)
-
-
-def define_model_flags(required: bool = True) -> None:
-    flags.DEFINE_string("model", None, "Zoo network to build, e.g. mobilenet_v2, fd_mobilenet "
-                        "(an unknown name lists them all).")
-    flags.DEFINE_float("alpha", 1.0, "Width multiplier: scales every layer's channels "
-                       "(ShuffleNet V2 comes in 0.5, 1, 1.5 and 2).")
-    flags.DEFINE_integer("input_size", 224, "Side of the square RGB input, at least 32.")
-    flags.DEFINE_integer("num_classes", 1000, "Classifier width.")
-    flags.DEFINE_integer("groups", None, "ShuffleNet V1 only: groups of its 1x1 convolutions "
-                         "(1, 2, 3, 4 or 8; default 3).")
-    flags.DEFINE_boolean("minimalistic", False, "MobileNet V3 only: the variant without SE, "
-                         "hard-swish or 5x5 kernels (suits GPUs, DSPs and Edge TPUs).")
-    flags.DEFINE_boolean("split_groups", False, "ShuffleNet V1 only: each grouped conv as SPLIT, "
-                         "one conv per group and CONCATENATION; same function and weights, in "
-                         "ops the Edge TPU compiler maps.")
-    if required:
-        flags.mark_flag_as_required("model")
-
-
-def model_args(FLAGS) -> dict:
-    """The flags as keyword arguments of tfmobile.models.build (variants only when given)."""
-    args = dict(
-        alpha=FLAGS.alpha, input_size=FLAGS.input_size, num_classes=FLAGS.num_classes
-    )
-    if FLAGS.groups is not None:
-        args["groups"] = FLAGS.groups
-    for variant in ("minimalistic", "split_groups"):
-        if FLAGS[variant].value:
-            args[variant] = True
-    return args
-
-
-def build_model(name: str, **kwargs):
-    """tfmobile.models.build with its argument errors turned into usage errors."""
-    from tfmobile import models
-
-    try:
-        return models.build(name, **kwargs)
-    except (ValueError, OSError) as err:  # bad arguments, or a weights file that will not load
-        raise UsageError(str(err).strip().splitlines()[0]) from None
-    except RuntimeError as err:  # published weights that cannot be downloaded here
-        raise Failure(str(err)) from None

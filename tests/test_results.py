@@ -1,0 +1,164 @@
+"""The results store and the comparison: nothing recorded is lost, nothing is read as what it
+is not, and tables join models by their records, never by their file names."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+
+import pytest
+
+from android_bench import compare
+from android_bench.results import Store, StoreError
+from helpers import bench
+from tfmobile_core import records as rec
+
+V2 = rec.ModelIdentity("mobilenet_v2", alpha=0.35, input_size=96)
+
+
+def record(target="local", artifact=None, latency=2.0, config=rec.BenchConfig(), key=None,
+           path=None, run=None, status="ok") -> rec.BenchmarkRecord:
+    name = path or (artifact.stem() + ".tflite" if artifact else "model.tflite")
+    model = rec.ModelFile(path=f"/m/{name}", sha256=(key or name).ljust(64, "0")[:64],
+                          size_bytes=1000, artifact=artifact, macs=10_000_000, params=1000)
+    return rec.BenchmarkRecord(
+        key=key or f"{target}/{name}/{config}", status=status, runner="device_runner",
+        target={"name": target, "kind": target.split(":")[0]}, model=model, config=config,
+        started="2026-11-29T10:00:00+00:00", finished="2026-11-29T10:00:01+00:00", run=run,
+        metrics=rec.Metrics(latency_ms=rec.Latency(median=latency)) if status == "ok" else None,
+        reason=None if status == "ok" else "it broke")
+
+
+def write_store(path, found) -> None:
+    path.write_text("".join(json.dumps(r.to_json()) + "\n" for r in found))
+
+
+def test_a_record_torn_by_a_kill_does_not_swallow_the_next_one(tmp_path):
+    store = Store(tmp_path / "results.jsonl")
+    store.append(record(key="a"))
+    with open(store.path, "a") as f:  # a kill in the middle of writing the second record
+        f.write(json.dumps(record(key="b").to_json())[:70])
+    store.append(record(key="c"))
+    assert [r.key for r in store.records()] == ["a", "c"]
+    assert store.torn_lines == 1
+
+    result = bench("compare", "--results", str(store.path), "--output_dir", str(tmp_path / "cmp"))
+    assert result.returncode == 0, result.stderr
+    assert "1 incomplete line (an interrupted write) ignored" in result.stdout
+
+
+@pytest.mark.parametrize("line,message", [
+    ('{"key": "a", "status": "ok"}', "line 2: record.model is missing"),
+    (json.dumps({**record(key="x").to_json(), "status": "done"}), "line 2: record: status must be ok or failed"),
+    (json.dumps({**record(key="x").to_json(), "schema_version": 7}),
+     "line 2: record has schema version 7; this tfmobile reads versions up to 2: upgrade"),
+    (json.dumps({**record(key="x").to_json(),
+                 "metrics": {"latency_ms": {"median": -3.0}}}), "latency_ms.median must be"),
+    (json.dumps({**record(key="x").to_json(),
+                 "metrics": {"latency_ms": {"median": "3 ms"}}}),
+     "record.metrics.latency_ms.median must be a finite number, got \"3 ms\""),
+    ('[1, 2, 3]', "line 2: record must be an object"),
+])
+def test_a_damaged_store_is_one_line_naming_the_line_and_nothing_runs(tmp_path, line, message):
+    path = tmp_path / "results.jsonl"
+    path.write_text(json.dumps(record(key="a").to_json()) + "\n" + line + "\n")
+    before = path.read_bytes()
+    with pytest.raises(StoreError, match="line 2"):
+        Store(path).records()
+    for args in (["compare", "--results", str(path)],
+                 ["run", "--models", "nothing.tflite", "--results", str(path)]):
+        result = bench(*args, cwd=tmp_path)
+        assert result.returncode == 2, result.stderr
+        assert message in result.stderr and len(result.stderr.strip().splitlines()) == 1
+    assert path.read_bytes() == before  # nothing recorded is lost or changed
+
+
+def test_records_written_before_the_typed_records_still_load(tmp_path):
+    """A schema 1 line, as the harness wrote it before: its model is known by file only."""
+    line = {"key": "4f1c", "status": "ok", "runner": "device_runner",
+            "target": {"name": "local", "kind": "local", "cores": 2},
+            "model": {"path": "artifacts/fd_mobilenet_1_224_int8.tflite",
+                      "name": "fd_mobilenet_1_224_int8", "sha256": "ab" * 32, "size_bytes": 3,
+                      "mode": "int8", "architecture": "fd_mobilenet", "macs": 144_500_000,
+                      "params": 2_900_000, "compiled_for": None, "input_size": 224},
+            "config": {"threads": 1, "delegate": "xnnpack", "cpus": "big", "warmup_runs": 10,
+                       "num_runs": 50},
+            "metrics": {"latency_ms": {"median": 4.2, "p90": 4.5, "mean": 4.3, "std": 0.1,
+                                       "min": 4.0, "max": 5.0},
+                        "latency_statistic": "median", "partitions": 1,
+                        "ops_outside_delegate": {}},
+            "host_versions": {}, "started": "x", "finished": "y", "run": None}
+    (tmp_path / "old.jsonl").write_text(json.dumps(line) + "\n")
+    (old,) = Store(tmp_path / "old.jsonl").records()
+    assert old.model.name == "fd_mobilenet_1_224_int8" and old.model.artifact is None
+    assert old.model.macs == 144_500_000 and old.metrics.latency_ms.median == 4.2
+
+
+def test_every_target_and_configuration_gets_its_own_files(tmp_path):
+    """Dots and colons in target names, and several configurations of one target, once wrote
+    over each other's tables (a name cut at its first dot)."""
+    artifact = rec.ArtifactId(V2, rec.Conversion("float32"))
+    configs = [rec.BenchConfig(threads=1), rec.BenchConfig(threads=4),
+               rec.BenchConfig(threads=1, cpus="all")]
+    targets = ["adb:127.0.0.1:15610", "adb:127.0.0.1_15610", "ssh:root@127.0.0.1:2299", "local"]
+    found = [record(target, artifact, config=config) for target in targets for config in configs]
+    written = compare.write_comparison(found, tmp_path)
+    files = [path for _, _, paths in written for path in paths]
+    assert len(written) == len(targets) * len(configs)
+    assert len(set(files)) == len(files) == 3 * len(written)
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(p.name for p in files)
+    for title, text, paths in written:  # each file holds its own table
+        assert paths[0].read_text() == text and text.startswith(f"### {title}")
+    assert all("." not in p.stem for p in files)
+
+
+def test_int8_finds_its_float_twin_by_record_not_by_name():
+    """The twin of an int8 model with uint8 io is the float32 model of the same network; two
+    foreign files named like twins are not paired."""
+    int8_uint8 = rec.ArtifactId(V2, rec.Conversion("int8", io_type="uint8"))
+    float32 = rec.ArtifactId(V2, rec.Conversion("float32"))
+    other_width = rec.ArtifactId(dataclasses.replace(V2, alpha=0.5), rec.Conversion("float32"))
+    rows = {row["model"]: row for row in compare.table_rows([
+        record(artifact=int8_uint8, latency=1.0), record(artifact=float32, latency=3.0),
+        record(artifact=other_width, latency=9.0),
+        record(path="theirs_int8.tflite", latency=1.0),
+        record(path="theirs_float32.tflite", latency=2.0),
+    ])}
+    assert int8_uint8.stem() == "mobilenet_v2_0.35_96_int8_uint8_io"
+    assert rows["mobilenet_v2_0.35_96_int8_uint8_io"]["int8 speed-up"] == "3.00x"
+    assert rows["theirs_int8"]["int8 speed-up"] == ""
+
+
+def test_stock_twins_pair_by_record():
+    ours = rec.ArtifactId(V2, rec.Conversion("int8"))
+    rows = {row["model"]: row for row in compare.table_rows([
+        record(artifact=ours, latency=2.0), record(artifact=ours.stock_twin(), latency=5.0)])}
+    assert ours.stock_twin().stem() == "stock_mobilenet_v2_0.35_96_int8"
+    assert rows["mobilenet_v2_0.35_96_int8"]["vs stock"] == "2.50x"
+
+
+@pytest.mark.parametrize("content,message", [
+    ('{"mobilenet_v2": "61%"}', "the top-1 of 'mobilenet_v2' must be a fraction"),
+    ('{"mobilenet_v2": 61}', "must be a fraction between 0 and 1, got 61"),
+    ('[0.61]', "must be a JSON object of model name -> top-1"),
+    ('{"a": ', "--accuracy"),
+])
+def test_a_bad_accuracy_file_is_a_usage_error(tmp_path, content, message):
+    path = tmp_path / "results.jsonl"
+    write_store(path, [record(artifact=rec.ArtifactId(V2, rec.Conversion("float32")))])
+    (tmp_path / "top1.json").write_text(content)
+    result = bench("compare", "--results", str(path), "--accuracy", str(tmp_path / "top1.json"))
+    assert result.returncode == 2
+    assert message in result.stderr and len(result.stderr.strip().splitlines()) == 1
+
+
+def test_rounds_of_one_run_merge_and_a_newer_run_replaces_them():
+    artifact = rec.ArtifactId(V2, rec.Conversion("float32"))
+    run = [record(artifact=artifact, key="k", latency=t, run=rec.RunInfo("r1", n, 3))
+           for n, t in ((1, 3.0), (2, 1.0), (3, 2.0))]
+    (merged,) = compare.latest_ok(run)
+    assert merged.metrics.latency_ms.median == 2.0 and merged.metrics.rounds == (3.0, 1.0, 2.0)
+    newer = record(artifact=artifact, key="k", latency=7.0, run=rec.RunInfo("r2", 1, 1))
+    failed = record(artifact=artifact, key="k", status="failed", run=rec.RunInfo("r3", 1, 1))
+    (latest,) = compare.latest_ok(run + [newer, failed])
+    assert latest.metrics.latency_ms.median == 7.0 and latest.metrics.rounds is None
