@@ -6,10 +6,15 @@ grayscale scenes and colour photographs make a task a small CNN learns in minute
 reaching 100%: enough to see whether int8 conversion costs accuracy.
 
   python -m calibration.regions OUT_DIR   # writes OUT_DIR/train/<class>/*.jpg and OUT_DIR/val/...
+  python -m calibration.regions OUT_DIR --train_per_class 40 --val_per_class 200 --seed 0
+
+The crops are drawn from one random stream in a fixed order: the same counts and seed give the
+same crops (tests/data/weights were trained on the set of the second line).
 """
 
 from __future__ import annotations
 
+import argparse
 import pathlib
 import sys
 
@@ -30,7 +35,8 @@ def _crop(image, rng, x_lo, x_hi):
     return image[y:y + side, x:x + side]
 
 
-def build(out_dir, train_per_class: int = 60, val_per_class: int = 20, seed: int = 0) -> pathlib.Path:
+def build(out_dir, train_per_class: int = 60, val_per_class: int = 20,
+          seed: int = 0) -> pathlib.Path:
     """Writes the set as JPEG files, one folder per class, and returns out_dir."""
     out = pathlib.Path(out_dir)
     rng = np.random.default_rng(seed)
@@ -38,17 +44,53 @@ def build(out_dir, train_per_class: int = 60, val_per_class: int = 20, seed: int
         image = images_lib.decode(path)
         w = image.shape[1]
         cut = int(w * SPLIT)
-        for split, count, lo, hi in (("train", train_per_class, 0, cut), ("val", val_per_class, cut, w)):
+        for split, count, lo, hi in (("train", train_per_class, 0, cut),
+                                     ("val", val_per_class, cut, w)):
             folder = out / split / path.stem
             folder.mkdir(parents=True, exist_ok=True)
             for i in range(count):
                 crop = _crop(image, rng, lo, hi)
-                Image.fromarray(np.ascontiguousarray(crop)).save(folder / f"{i:03d}.jpg", quality=92)
+                Image.fromarray(np.ascontiguousarray(crop)).save(folder / f"{i:03d}.jpg",
+                                                                 quality=92)
     return out
 
 
-if __name__ == "__main__":
-    if len(sys.argv) != 2:
-        print("usage: python -m calibration.regions OUT_DIR", file=sys.stderr)
+class _Parser(argparse.ArgumentParser):
+    def error(self, message):  # one line and exit status 2 (argparse prints its usage first)
+        print(f"{self.prog}: error: {message} (see --help)", file=sys.stderr)
         sys.exit(2)
-    print(build(sys.argv[1]))
+
+
+def _whole_number(minimum: int):
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
+        if value < minimum:
+            raise argparse.ArgumentTypeError(f"must be at least {minimum}, got {value}")
+        return value
+
+    return parse
+
+
+def main(argv=None) -> None:
+    parser = _Parser(prog="python -m calibration.regions", description=__doc__.splitlines()[0])
+    parser.add_argument("out_dir", metavar="OUT_DIR", help="where train/ and val/ are written")
+    parser.add_argument("--train_per_class", type=_whole_number(1), default=60,
+                        help="training crops per photograph (default: 60)")
+    parser.add_argument("--val_per_class", type=_whole_number(1), default=20,
+                        help="validation crops per photograph (default: 20)")
+    parser.add_argument("--seed", type=_whole_number(0), default=0,
+                        help="random crop seed (default: 0)")
+    args = parser.parse_args(argv)
+    try:
+        print(build(args.out_dir, args.train_per_class, args.val_per_class, args.seed))
+    except OSError as err:
+        print(f"{parser.prog}: error: cannot write {err.filename or args.out_dir}: "
+              f"{err.strerror or err}", file=sys.stderr)
+        sys.exit(1)
+
+
+if __name__ == "__main__":
+    main()

@@ -76,7 +76,8 @@ def train(model, train_set, val_set=None, *, epochs=10, batch_size=32, learning_
                .map(augment).batch(batch_size).prefetch(2))
     steps = math.ceil(len(x) / batch_size) * epochs
     model.compile(
-        optimizer=keras.optimizers.Adam(keras.optimizers.schedules.CosineDecay(learning_rate, steps)),
+        optimizer=keras.optimizers.Adam(
+            keras.optimizers.schedules.CosineDecay(learning_rate, steps)),
         loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
         metrics=["accuracy"],
     )
@@ -85,6 +86,10 @@ def train(model, train_set, val_set=None, *, epochs=10, batch_size=32, learning_
         val = (val_set.batch(size), val_set.labels.astype(np.int32))
     best = {"top1": -1.0, "weights": None}
 
+    # Checkpoints hold the layers' weights alone: saved from the compiled model, Keras adds the
+    # optimizer's moment estimates, twice the weights again (a view sharing the layers has none).
+    weights_only = checkpoint_model or keras.Model(model.inputs, model.outputs)
+
     class KeepBest(keras.callbacks.Callback):
         def on_epoch_end(self, epoch, logs=None):
             score = (logs or {}).get("val_accuracy", epoch)  # without validation: the last
@@ -92,7 +97,7 @@ def train(model, train_set, val_set=None, *, epochs=10, batch_size=32, learning_
                 best["top1"], best["weights"] = score, self.model.get_weights()
                 if checkpoint:
                     with atomic.replacing(checkpoint) as tmp:
-                        (checkpoint_model or self.model).save_weights(tmp)
+                        weights_only.save_weights(tmp)
 
     history = model.fit(dataset, epochs=epochs, validation_data=val, verbose=verbose,
                         shuffle=False,  # the dataset shuffles itself each epoch
@@ -115,7 +120,8 @@ def main(argv):
 
     try:
         train_set = data.load_folder(FLAGS.data)
-        val_set = data.load_folder(FLAGS.val_data, train_set.class_names) if FLAGS.val_data else None
+        val_set = (data.load_folder(FLAGS.val_data, train_set.class_names)
+                   if FLAGS.val_data else None)
     except data.DataError as err:
         raise cli.UsageError(str(err)) from None
     args = model_flags.model_args(FLAGS)
@@ -128,7 +134,8 @@ def main(argv):
         output.parent.mkdir(parents=True, exist_ok=True)
     except OSError as err:
         raise cli.UsageError(f"cannot create {output.parent}: {err.strerror}") from None
-    model = model_flags.build_model(FLAGS.model, weights=FLAGS.weights, classifier_activation=None, **args)
+    model = model_flags.build_model(FLAGS.model, weights=FLAGS.weights,
+                                    classifier_activation=None, **args)
     print(f"training {FLAGS.model} on {len(train_set.images)} images, "
           f"{len(train_set.class_names)} classes" + (f", {train_set.skipped} unreadable skipped"
                                                     if train_set.skipped else ""))
