@@ -12,6 +12,7 @@ import dataclasses
 import datetime
 import hashlib
 import json
+import math
 import pathlib
 import shlex
 import threading
@@ -22,7 +23,7 @@ from importlib import metadata
 from android_bench import benchmark_model, probe
 from android_bench.results import Store
 from android_bench.targets import Target, TargetError
-from tfmobile_core.records import (BenchConfig, BenchmarkRecord, Latency, Metrics, ModelFile,
+from tfmobile_core.records import (BenchConfig, BenchmarkRecord, Metrics, ModelFile,
                                    RecordError, RunInfo, build_record)
 
 DELEGATES = ("cpu", "xnnpack", "gpu", "nnapi", "edgetpu")
@@ -120,7 +121,8 @@ class BenchmarkModelRunner:
                              + ", ".join(f"{n}: {o}" for n, o in declined.items())
                              + "); the figures would be the CPU's")
         run = parsed.get("run_stats") or {}
-        ms = lambda us: None if us is None else us / 1000  # noqa: E731
+        # nan: a phase that did not run (--warmup_runs 0 prints "Warmup (avg): nan")
+        ms = lambda us: None if us is None or math.isnan(us) else us / 1000  # noqa: E731
         return _metrics({
             # Older tools print the runs' mean and std only; newer ones add p5/median/p95.
             "latency_ms": {"mean": ms(parsed["avg_us"]), "std": ms(parsed.get("std_us")),
@@ -177,6 +179,7 @@ class Cooldown:
             time.sleep(self.seconds)
             return {"paused_s": self.seconds}
         started = time.monotonic()
+        readings = []  # the hottest zone at each look, as the record keeps them
         while True:
             temps = probe.temperatures(target)
             hottest = max(temps.values()) if temps else None
@@ -184,9 +187,11 @@ class Cooldown:
             if hottest is None:  # no thermal zones: fall back to the fixed pause
                 time.sleep(self.seconds)
                 return {"paused_s": self.seconds, "note": "no thermal zones readable"}
+            readings.append(hottest)
             if hottest < self.below_c or waited >= self.max_wait_s:
                 return {"waited_s": round(waited, 1), "hottest_c": hottest,
-                        "limit_c": self.below_c, "reached": hottest < self.below_c}
+                        "limit_c": self.below_c, "reached": hottest < self.below_c,
+                        "readings_c": readings}
             time.sleep(2.0)
 
 

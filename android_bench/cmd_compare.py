@@ -18,6 +18,7 @@ from absl import flags
 from android_bench import compare
 from android_bench.results import Store, StoreError
 from tfmobile_core import cli
+from tfmobile_core.records import parse_json
 
 FLAGS = flags.FLAGS
 flags.DEFINE_string("results", "bench_results/results.jsonl", "Results store to read.")
@@ -38,7 +39,15 @@ def main(argv):
         records = store.records()
     except StoreError as err:
         raise cli.UsageError(str(err)) from None
+    names = {r.model.name for r in records if r.status == "ok"}
+    if FLAGS.baseline and names:  # else: nothing to compare, said below
+        compare.check_baseline(FLAGS.baseline, names, f"the successful cells of {store.path}")
+    if accuracy and names and not names & set(accuracy):
+        raise cli.UsageError(f"--accuracy {FLAGS.accuracy} names none of the models of "
+                             f"{store.path} (model names as the tables show them, e.g. "
+                             f"{sorted(names)[0]})")
     out_dir = pathlib.Path(FLAGS.output_dir) if FLAGS.output_dir else store.path.parent / "compare"
+    compare.check_output_dir(out_dir, "--output_dir")
     written = compare.write_comparison(records, out_dir, baseline=FLAGS.baseline, accuracy=accuracy)
     if not written:
         raise cli.Failure(f"{store.path} has no successful cells to compare{store.torn_note()}")
@@ -52,7 +61,7 @@ def main(argv):
 def read_accuracy(path: str) -> dict[str, float]:
     """{"model name": top-1 as a fraction}; UsageError (one line) for anything else."""
     try:
-        accuracy = json.loads(pathlib.Path(path).read_text(encoding="utf-8"))
+        accuracy = parse_json(pathlib.Path(path).read_text(encoding="utf-8"))
     except (OSError, ValueError) as err:
         raise cli.UsageError(f"--accuracy {path}: {getattr(err, 'strerror', None) or err}") \
             from None

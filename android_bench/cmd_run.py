@@ -34,6 +34,7 @@ from __future__ import annotations
 import itertools
 import os
 import pathlib
+import re
 import sys
 
 from absl import flags
@@ -60,7 +61,8 @@ flags.DEFINE_boolean("rebuild", False, "Zoo models: convert again even when --ar
                      "has them (after a converter upgrade).")
 flags.DEFINE_string("artifacts_dir", "artifacts", "Where zoo models are converted to (reused "
                     "when already there).")
-flags.DEFINE_list("targets", ["local"], "local, adb (every adb device), adb:SERIAL, "
+flags.DEFINE_list("targets", ["local"], "local, adb (every adb device), adb:SERIAL "
+                  "(adb:SERIAL:python=PATH names its Python for --runner device_runner), "
                   "ssh:user@host[:port][:python=PATH][:identity=KEY].")
 flags.DEFINE_list("threads", ["1"], "Thread counts to run (one cell each).")
 flags.DEFINE_list("delegates", ["xnnpack"], f"Delegates to run: {', '.join(bench.DELEGATES)} "
@@ -90,19 +92,23 @@ ABI_BINARIES = {"arm64-v8a": "android_aarch64", "armeabi-v7a": "android_arm",
 
 
 def configs_from_flags() -> list[bench.Config]:
+    for name in ("models", "threads", "delegates"):
+        if not FLAGS[name].value:
+            raise cli.UsageError(f"--{name} is empty: nothing to run (see --help)")
     unknown = [d for d in FLAGS.delegates if d not in bench.DELEGATES]
     if unknown:
         raise cli.UsageError(f"unknown delegate {unknown[0]!r}; choose from {', '.join(bench.DELEGATES)}")
     if not all(t.isdigit() and int(t) > 0 for t in FLAGS.threads):
         raise cli.UsageError(f"--threads must be positive integers, got {','.join(FLAGS.threads)}")
-    if FLAGS.cpus not in ("big", "all"):
-        try:
-            int(FLAGS.cpus, 16)
-        except ValueError:
-            raise cli.UsageError(f"--cpus must be big, all or a hex mask, got {FLAGS.cpus!r}") from None
-    return [bench.Config(threads=int(t), delegate=d, cpus=FLAGS.cpus,
+    # A hex mask as taskset reads it ("-f", "1_0" and "0" pass int(x, 16) but pin to nothing).
+    if FLAGS.cpus not in ("big", "all") and not (
+            re.fullmatch(r"(0x)?[0-9a-fA-F]+", FLAGS.cpus) and int(FLAGS.cpus, 16) > 0):
+        raise cli.UsageError(f"--cpus must be big, all or a hex mask of at least one CPU (such as "
+                             f"f0), got {FLAGS.cpus!r}")
+    threads = dict.fromkeys(int(t) for t in FLAGS.threads)  # a cell named twice runs once
+    return [bench.Config(threads=t, delegate=d, cpus=FLAGS.cpus,
                          warmup_runs=FLAGS.warmup_runs, num_runs=FLAGS.num_runs)
-            for t, d in itertools.product(FLAGS.threads, FLAGS.delegates)]
+            for t, d in itertools.product(threads, dict.fromkeys(FLAGS.delegates))]
 
 
 def targets_from_flags() -> list[targets_lib.Target]:
@@ -113,23 +119,30 @@ def targets_from_flags() -> list[targets_lib.Target]:
         if spec == "local":
             chosen.append(targets_lib.LocalTarget())
         elif kind == "adb":
+            try:
+                serial, options = targets_lib.split_options(rest, ("python",))
+            except ValueError as err:
+                raise cli.UsageError(str(err)) from None
             if server is None:  # connect and list once, however many adb targets are named
                 server = bench_cli.adb_server()
                 listed = bench_cli.adb_devices(server)
             ready = [d["serial"] for d in listed if d["state"] == "device"]
-            if rest:
-                if rest not in ready:
-                    raise targets_lib.TargetError(f"adb device {rest} is not attached "
+            if serial:
+                if serial not in ready:
+                    raise targets_lib.TargetError(f"adb device {serial} is not attached "
                                                   f"(attached: {', '.join(ready) or 'none'})")
-                ready = [rest]
+                ready = [serial]
             elif not ready:
                 raise targets_lib.TargetError("no adb device attached (see `adb devices`)")
-            chosen += [targets_lib.AdbTarget(serial, server) for serial in ready]
+            chosen += [targets_lib.AdbTarget(s, server, **options) for s in ready]
         elif kind == "ssh" and rest:
             chosen.append(bench_cli.ssh_target(rest))
         else:
-            raise cli.UsageError(f"unknown target {spec!r}; use local, adb, adb:SERIAL or "
-                                 f"ssh:{targets_lib.SshTarget.SPEC}")
+            raise cli.UsageError(f"unknown target {spec!r}; use local, adb, adb:SERIAL[:python=PATH]"
+                                 f" or ssh:{targets_lib.SshTarget.SPEC}")
+    if not chosen:
+        raise cli.UsageError("--targets is empty: nothing to run on (local, adb, adb:SERIAL or "
+                             f"ssh:{targets_lib.SshTarget.SPEC})")
     unique = {t.name: t for t in chosen}
     return list(unique.values())
 
@@ -178,6 +191,9 @@ def main(argv):
         store.check_writable()
     except OSError as err:
         raise cli.UsageError(f"cannot write --results {FLAGS.results}: {err.strerror}") from None
+    if FLAGS.compare:
+        compare.check_output_dir(store.path.parent / "compare", "the comparison's directory",
+                                 "move it, or pass --nocompare")
     try:
         store.records()  # a damaged store is found now, before an hour of benchmarks
     except StoreError as err:
@@ -199,6 +215,9 @@ def main(argv):
         raise cli.Failure(f"converting a zoo model failed: {err}") from None
     except WriteError as err:
         raise cli.Failure(str(err)) from None
+    if FLAGS.baseline and FLAGS.compare:
+        known = {m.name for m in models} | {r.model.name for r in store.records()}
+        compare.check_baseline(FLAGS.baseline, known, "the models of this run or of --results")
 
     total = len(targets) * len(models) * len(configs) * FLAGS.rounds
     bar, on_cell = _progress(total)

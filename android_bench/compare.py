@@ -159,7 +159,10 @@ def fd_mobilenet_rows(records: list[BenchmarkRecord]) -> list[dict]:
     modes = [m for m in MODES if any(a.conversion.mode == m for a in ours)]
 
     def find(entry: str, size: int, mode: str) -> BenchmarkRecord | None:
-        identity, _ = models.zoo_identity(entry, size)
+        try:
+            identity, _ = models.zoo_identity(entry, size)
+        except models.ModelError:  # a size the zoo does not build (a store from elsewhere)
+            return None
         return by_artifact.get((ArtifactId(identity, Conversion(mode=mode)), None))
 
     rows = []
@@ -177,14 +180,19 @@ def fd_mobilenet_rows(records: list[BenchmarkRecord]) -> list[dict]:
                     rows.append({
                         "mode": mode, "MFLOPs (paper)": level.mflops,
                         "FD-MobileNet": fd.model.name,
-                        "FD MACs (M)": f"{fd.model.macs / 1e6:.1f}",
+                        "FD MACs (M)": _millions(fd.model.macs),
                         "FD (ms)": f"{_latency(fd):.2f}",
-                        "peer": label, "peer MACs (M)": f"{peer.model.macs / 1e6:.1f}",
+                        "peer": label, "peer MACs (M)": _millions(peer.model.macs),
                         "peer (ms)": f"{_latency(peer):.2f}",
                         "FD speed-up": f"{_latency(peer) / _latency(fd):.2f}x",
                         "paper (ARM, NCNN)": f"{paper:.2f}x" if paper else "",
                     })
     return rows
+
+
+def _millions(count: int | None) -> str:
+    """'140.2', or '' for a model whose report (the operation count) was not found."""
+    return f"{count / 1e6:.1f}" if count else ""
 
 
 def markdown(rows: list[dict], title: str) -> str:
@@ -222,7 +230,7 @@ def plot(records: list[BenchmarkRecord], title: str, path: pathlib.Path,
         chosen = [r for r in records if (r.model.mode or "other") == mode]
         points = [(r.model.macs / 1e6, _latency(r), r.model.name) for r in chosen if r.model.macs]
         if points:
-            x, y, names = zip(*points)
+            x, y, names = zip(*points, strict=True)
             axes[0][0].scatter(x, y, marker=markers.get(mode, "x"), label=mode)
             for xi, yi, name in points:
                 axes[0][0].annotate(name.rsplit("_", 1)[0], (xi, yi), fontsize=7,
@@ -231,12 +239,13 @@ def plot(records: list[BenchmarkRecord], title: str, path: pathlib.Path,
             acc_points = [(_latency(r), accuracy[r.model.name] * 100) for r in chosen
                           if r.model.name in accuracy]
             if acc_points:
-                lat, top1 = zip(*acc_points)
+                lat, top1 = zip(*acc_points, strict=True)
                 axes[0][1].scatter(lat, top1, marker=markers.get(mode, "x"), label=mode)
     axes[0][0].set_xlabel("MACs (millions)")
     axes[0][0].set_ylabel("latency (ms)")
     axes[0][0].grid(alpha=0.3)
-    axes[0][0].legend()
+    if axes[0][0].get_legend_handles_labels()[0]:  # no MACs known: no points, no legend
+        axes[0][0].legend()
     if with_acc:
         axes[0][1].set_xlabel("latency (ms)")
         axes[0][1].set_ylabel("top-1 (%)")
@@ -270,6 +279,24 @@ def write_table(out_dir: pathlib.Path, stem: str, rows: list[dict], heading: str
         files.append(out_dir / f"{stem}.png")
         plot(records, heading, files[2], accuracy)
     return text, files
+
+
+def check_output_dir(out_dir: pathlib.Path, what: str, fix: str = "name another") -> None:
+    """UsageError when the tables' directory is a file (found before the work, not after)."""
+    from tfmobile_core import cli
+
+    if out_dir.exists() and not out_dir.is_dir():
+        raise cli.UsageError(f"{what} {out_dir} is a file, not a directory for the tables; {fix}")
+
+
+def check_baseline(baseline: str, names: set[str], where: str) -> None:
+    """UsageError unless `baseline` names one of the models (else its column stays empty)."""
+    from tfmobile_core import cli
+
+    if baseline not in names:
+        listed = ", ".join(sorted(names)[:6]) + (", ..." if len(names) > 6 else "")
+        raise cli.UsageError(f"--baseline {baseline!r} names none of {where}"
+                             + (f" ({listed})" if names else ""))
 
 
 def write_comparison(records: list[BenchmarkRecord], out_dir: pathlib.Path, *,

@@ -108,7 +108,7 @@ def load_edgetpu(module, library: str):
         library_handle = ctypes.CDLL(library)
     except OSError as err:
         raise Failed(f"the Edge TPU runtime library {library} is missing ({one_line(err)}): "
-                     f"{EDGETPU_INSTALL}, or give its path with --edgetpu_library")
+                     f"{EDGETPU_INSTALL}, or give its path with --edgetpu_library") from None
     if not hasattr(library_handle, "tflite_plugin_create_delegate"):
         raise Failed(f"{library} is not a LiteRT delegate library "
                      "(it has no tflite_plugin_create_delegate)")
@@ -118,7 +118,7 @@ def load_edgetpu(module, library: str):
         detail = one_line(str(err).partition("\n")[2]) or one_line(err)
         raise Failed(f"{library} is installed but no Edge TPU could be opened ({detail}): attach "
                      "one (a USB Accelerator needs the udev rules of libedgetpu1-std; replug it "
-                     "after installing) and check that no other process holds it")
+                     "after installing) and check that no other process holds it") from None
 
 
 def create_interpreter(module, model: str, threads: int, delegate: str, edgetpu_library):
@@ -137,7 +137,7 @@ def create_interpreter(module, model: str, threads: int, delegate: str, edgetpu_
         reason = f"the model does not load: {one_line(err) or silent_load_failure(model)}"
         if EDGETPU_OP in reason and delegate != "edgetpu":
             reason += " (it is compiled for the Edge TPU: run it with --delegate edgetpu)"
-        raise Failed(reason)
+        raise Failed(reason) from None
     if delegate == "cpu" and resolvers is None and execution(interpreter).get("partitions"):
         raise Failed("this runtime applies XNNPACK by default and cannot turn it off (it has no "
                      "OpResolverType; tflite_runtime 2.5 and later can)")
@@ -225,11 +225,20 @@ def random_inputs(details: list, seed: int) -> list:
 def read_npz(path: str, details: list, what: str) -> list:
     """One array per tensor of `details`, keyed by tensor name, else taken in order."""
     try:
-        with np.load(path) as archive:
+        loaded = np.load(path)
+        if not hasattr(loaded, "files"):
+            raise Failed(f"{path} is one .npy array; give the {what}s as an .npz archive "
+                         "(np.savez), as --save_inputs and --save_outputs write them")
+        with loaded as archive:
             stored = {key: archive[key] for key in archive.files}
+    except Failed:
+        raise
     except Exception as err:  # missing file, not an npz, pickled objects...
-        raise Failed(f"cannot read {what} {path}: {one_line(err)}")
+        raise Failed(f"cannot read {what} {path}: {one_line(err)}") from None
     keys = list(stored)
+    for key, array in stored.items():
+        if not isinstance(array, np.ndarray):  # a member that is not an .npy file: its bytes
+            raise Failed(f"{path}: {key} is not a numpy array")
     arrays = []
     for i, detail in enumerate(details):
         key = detail["name"] if detail["name"] in stored else (keys[i] if i < len(keys) else None)
@@ -245,13 +254,27 @@ def conform_inputs(arrays: list, details: list) -> list:
     conformed = []
     for array, detail in zip(arrays, details):
         dtype, shape = np.dtype(detail["dtype"]), tuple(detail["shape"])
-        if np.issubdtype(dtype, np.integer) and not np.issubdtype(array.dtype, np.integer):
-            raise Failed(f"input {detail['name']} is {dtype.name} and its array {array.dtype.name}:"
+        name, kind = detail["name"], array.dtype.kind
+        if np.issubdtype(dtype, np.integer) and kind == "f":
+            raise Failed(f"input {name} is {dtype.name} and its array {array.dtype.name}:"
                          " quantize it first")
+        allowed = "b" if dtype == np.bool_ else "iu" if np.issubdtype(dtype, np.integer) else "iuf"
+        if kind not in allowed:  # complex numbers, strings, dates, booleans for numbers
+            raise Failed(f"input {name} is {dtype.name} and its array {array.dtype.name}")
         if array.shape != shape:
-            raise Failed(f"input {detail['name']} has shape {list(shape)}, its array "
+            raise Failed(f"input {name} has shape {list(shape)}, its array "
                          f"{list(array.shape)}")
-        conformed.append(array.astype(dtype))
+        if np.issubdtype(dtype, np.integer) and array.size:
+            info = np.iinfo(dtype)
+            if array.min() < info.min or array.max() > info.max:  # astype would wrap them
+                raise Failed(f"input {name} is {dtype.name} and its array holds {array.min()} "
+                             f"to {array.max()}, outside {info.min} to {info.max}")
+        with np.errstate(over="ignore"):
+            converted = array.astype(dtype)
+        if np.issubdtype(dtype, np.floating) and not np.isfinite(converted).all():
+            raise Failed(f"input {name}'s array holds NaN or infinite values (or values too "
+                         f"large for {dtype.name})")
+        conformed.append(converted)
     return conformed
 
 
@@ -262,6 +285,8 @@ def write_npz(path: str, arrays: list) -> None:
         with open(temporary, "wb") as f:
             np.savez(f, *arrays)
         os.replace(temporary, path)
+    except OSError as err:
+        raise Failed(f"cannot write {path}: {err.strerror or one_line(err)}") from None
     finally:
         if os.path.exists(temporary):
             os.remove(temporary)
@@ -295,7 +320,7 @@ def time_invokes(interpreter, count: int) -> list:
         try:
             interpreter.invoke()
         except RuntimeError as err:
-            raise Failed(f"inference failed: {one_line(err)}")
+            raise Failed(f"inference failed: {one_line(err)}") from None
         times.append((time.perf_counter() - started) * 1e3)
     return times
 
@@ -325,6 +350,9 @@ def compare(outputs: list, references: list, details: list, atol) -> dict:
 
 def _compare_output(out, ref, detail, atol) -> dict:
     name = detail["name"]
+    if ref.dtype.kind not in "iuf":  # strings, dates, complex, booleans: not figures to compare
+        raise Failed(f"the reference for output {name} is {ref.dtype.name}, not numbers: give "
+                     "the outputs as --save_outputs writes them")
     if ref.shape != out.shape:
         raise Failed(f"the reference for output {name} has shape {list(ref.shape)}, the output "
                      f"{list(out.shape)}")
@@ -407,6 +435,12 @@ def benchmark(args, result: dict) -> None:
         raise Failed("the model is not compiled for the Edge TPU (it has no edgetpu-custom-op): "
                      "compile it with edgetpu_compiler, or time it with --delegate xnnpack")
 
+    for detail in interpreter.get_input_details():
+        signature = [int(d) for d in detail.get("shape_signature", detail["shape"])]
+        if any(d < 0 for d in signature[1:]):  # LiteRT allocates them as 1: a 1 x 1 image
+            raise Failed(f"input {detail['name']} has dynamic dimensions (shape {signature}); "
+                         f"timed at {[int(d) for d in detail['shape']]} the figures would not be "
+                         "the model's: convert it with a fixed input shape")
     inputs = choose_inputs(args, interpreter.get_input_details(), result)
     set_inputs(interpreter, inputs)
     time_runs(interpreter, args, result)
@@ -497,8 +531,17 @@ def parse_args(argv):
     add("--save_inputs", metavar="NPZ", help="write the inputs used")
     add("--save_outputs", metavar="NPZ", help="write the outputs of the first inference")
     args = parser.parse_args(argv)
-    if args.atol is not None and not args.atol >= 0:
-        parser.error("--atol must be at least 0")
+    if args.atol is not None and not (args.atol >= 0 and math.isfinite(args.atol)):
+        parser.error("--atol must be a finite number, at least 0")
+    if not 0 <= args.seed < 2 ** 32:
+        parser.error("--seed must be between 0 and 4294967295")
+    for flag, path in (("--save_inputs", args.save_inputs), ("--save_outputs", args.save_outputs)):
+        if path and (os.path.isdir(path) or not os.path.isdir(os.path.dirname(path) or ".")):
+            parser.error(f"{flag} {path}: " + ("is a directory" if os.path.isdir(path)
+                                                 else "its directory does not exist"))
+        if path and os.path.isfile(path) and os.path.isfile(args.model) \
+                and os.path.samefile(path, args.model):
+            parser.error(f"{flag} {path} is the model itself; name another file")
     return args
 
 

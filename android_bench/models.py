@@ -103,6 +103,8 @@ def parse_zoo_entry(entry: str) -> tuple[str, dict]:
     args: dict = {}
     for option in filter(None, options.split(":")):
         key, sep, value = option.partition("=")
+        if key in args:
+            raise ModelError(f"{entry!r} gives {key} twice")
         try:
             if key == "alpha":
                 args[key] = float(value)
@@ -172,10 +174,15 @@ def resolve(entries: list[str], modes: list[str], artifacts_dir: pathlib.Path, *
     for entry in expand(entries, input_size):
         if entry.endswith(".tflite"):
             if not pathlib.Path(entry).is_file():
-                raise ModelError(f"model file {entry} does not exist")
+                raise ModelError(f"model file {entry} "
+                                 + ("is a directory" if pathlib.Path(entry).is_dir()
+                                    else "does not exist"))
             planned.append((pathlib.Path(entry), None, None))
             continue
         identity, stock = zoo_identity(entry, input_size)
+        if not modes:
+            raise ModelError(f"--modes is empty: no mode to convert {entry} in; choose from "
+                             f"{', '.join(MODES)}")
         for mode in modes:
             ours = ArtifactId(identity, Conversion(mode=mode))
             planned.append((None, ours.stock_twin() if stock else ours, identity))
@@ -188,7 +195,10 @@ def resolve(entries: list[str], modes: list[str], artifacts_dir: pathlib.Path, *
             continue
         target = artifacts_dir / f"{artifact.stem()}.tflite"
         if target.exists() and not rebuild:
-            found = from_file(target)
+            try:
+                found = from_file(target)
+            except ModelError as err:
+                raise ModelError(f"{err}: pass --rebuild to convert it again") from None
             if found.artifact == artifact and found.macs is not None:
                 resolved.setdefault(found.sha256, found)
                 continue

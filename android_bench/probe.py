@@ -18,13 +18,15 @@ echo "cores=$(grep -c '^processor' /proc/cpuinfo)"
 for d in /sys/devices/system/cpu/cpu[0-9]*; do
   f="$d/cpufreq/cpuinfo_max_freq"; [ -r "$f" ] && echo "max_khz.${d##*cpu}=$(cat "$f")"
 done
-grep -m1 -E '^(Hardware|model name|Model)[[:space:]]*:' /proc/cpuinfo | sed 's/[[:space:]]*:[[:space:]]*/=/; s/^/cpuinfo./'
+grep -m1 -E '^(Hardware|model name|Model)[[:space:]]*:' /proc/cpuinfo \
+  | sed 's/[[:space:]]*:[[:space:]]*/=/; s/^/cpuinfo./'
 [ -r /proc/device-tree/model ] && echo "board=$(tr -d '\000' < /proc/device-tree/model)"
 for z in /sys/class/thermal/thermal_zone[0-9]*; do
   [ -r "$z/temp" ] && echo "thermal.${z##*zone}=$(cat "$z/type" 2>/dev/null):$(cat "$z/temp" 2>/dev/null)"
 done
 command -v taskset >/dev/null 2>&1 && echo "has.taskset=1"
-command -v "$PY" >/dev/null 2>&1 && echo "python=$("$PY" -c 'import sys; print(sys.version.split()[0])' 2>/dev/null)"
+command -v "$PY" >/dev/null 2>&1 \
+  && echo "python=$("$PY" -c 'import sys; print(sys.version.split()[0])' 2>/dev/null)"
 command -v getprop >/dev/null 2>&1 && getprop | sed -n 's/^\[\([^]]*\)\]: \[\(.*\)\]$/prop.\1=\2/p'
 true
 """

@@ -17,7 +17,7 @@ import pathlib
 import threading
 
 from tfmobile_core import atomic
-from tfmobile_core.records import BenchmarkRecord, RecordError
+from tfmobile_core.records import BenchmarkRecord, RecordError, parse_json
 
 
 class StoreError(ValueError):
@@ -36,6 +36,9 @@ class Store:
         self.path.parent.mkdir(parents=True, exist_ok=True)
         with open(self.path, "a"):
             pass
+        if self.raw_dir.exists() and not self.raw_dir.is_dir():  # each cell's output goes there
+            raise NotADirectoryError(20, f"{self.raw_dir} is a file, not the directory for "
+                                     "each cell's raw output; move it", os.fspath(self.raw_dir))
 
     def save_raw(self, key: str, text: str) -> str:
         """Keeps a cell's raw output; returns its path relative to the store."""
@@ -70,8 +73,11 @@ class Store:
             if not line.strip():
                 continue
             try:
-                data = json.loads(line)
+                data = parse_json(line)
             except ValueError:
+                if not line.startswith("{"):  # what a kill tears is the start of a record
+                    raise StoreError(f"{self.path} line {number} is not a benchmark record (one "
+                                     "JSON object a line): is it a results store?") from None
                 self.torn_lines += 1  # an interrupted write: it never held a whole record
                 continue
             try:

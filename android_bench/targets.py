@@ -142,15 +142,30 @@ class AdbServer:
         return found
 
 
+def split_options(spec: str, allowed: tuple[str, ...]) -> tuple[str, dict[str, str]]:
+    """`127.0.0.1:5555:python=/x` -> ("127.0.0.1:5555", {"python": "/x"}): the trailing
+    `:key=value` fields of a target (a serial or host may hold colons, never `=`)."""
+    fields = spec.split(":")
+    options: dict[str, str] = {}
+    while fields and "=" in fields[-1]:
+        key, _, value = fields.pop().partition("=")
+        if key not in allowed or not value:
+            raise ValueError(f"unknown target option {key}={value!r} in {spec!r}; "
+                             f"use {', '.join(k + '=...' for k in allowed)}")
+        options[key] = value
+    return ":".join(fields), options
+
+
 class AdbTarget(Target):
     """An Android device through the real adb client (USB, `adb connect`, or a remote server)."""
 
     kind = "adb"
     workdir = "/data/local/tmp/tfmobile"
 
-    def __init__(self, serial: str, server: AdbServer = AdbServer()):
+    def __init__(self, serial: str, server: AdbServer = AdbServer(), python: str = "python3"):
         self.serial = serial
         self.server = server
+        self.python = python  # for --runner device_runner (Termux's, say)
         self.name = f"adb:{serial}"
 
     def _adb(self, *args, timeout):
@@ -215,27 +230,22 @@ class SshTarget(Target):
 
     @classmethod
     def parse(cls, spec: str, *, python: str = "python3", identity: str | None = None,
-              **kwargs) -> "SshTarget":
+              **kwargs) -> SshTarget:
         """`user@host`, `user@host:2222`, `pi@rpi.local:python=/home/pi/venv/bin/python3`,
         `root@board:22:identity=~/.ssh/board`: the destination, then the port and options."""
-        destination, *fields = spec.split(":")
-        port = None
-        for index, field in enumerate(fields):
-            key, sep, value = field.partition("=")
-            if not sep and index == 0 and field.isdigit() and 0 < int(field) < 65536:
-                port = int(field)
-            elif key == "python" and value:
-                python = value
-            elif key == "identity" and value:
-                identity = os.path.expanduser(value)
-            elif key == "port" and value.isdigit() and 0 < int(value) < 65536:
-                port = int(value)
-            else:
-                raise ValueError(f"ssh target must be {cls.SPEC}, got {spec!r} "
-                                 f"(what is {field!r}?)")
-        if not destination or destination.startswith("-"):
+        try:
+            rest, options = split_options(spec, ("python", "identity", "port"))
+        except ValueError as err:
+            raise ValueError(f"ssh target must be {cls.SPEC}: {err}") from None
+        destination, _, port = rest.partition(":")
+        port = options.get("port", port)
+        if not destination or destination.startswith("-") or ":" in port or (
+                port and not (port.isdigit() and 0 < int(port) < 65536)):
             raise ValueError(f"ssh target must be {cls.SPEC}, got {spec!r}")
-        return cls(destination, port=port, identity=identity, python=python, **kwargs)
+        if "identity" in options:
+            identity = os.path.expanduser(options["identity"])
+        return cls(destination, port=int(port) if port else None, identity=identity,
+                   python=options.get("python", python), **kwargs)
 
     def _ssh(self, command: str, timeout: float, stdin: bytes | None = None) -> Completed:
         argv = ["ssh", *self._options]

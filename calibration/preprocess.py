@@ -10,6 +10,8 @@ import dataclasses
 
 import numpy as np
 
+MAX_RESIZED_SIDE = 8  # longer resized side, in input sizes, above which only the crop is resized
+
 
 @dataclasses.dataclass(frozen=True)
 class Preprocessing:
@@ -27,9 +29,18 @@ class Preprocessing:
         short = self.input_size / self.crop_fraction
         ratio = short / min(height, width)
         size = (max(self.input_size, round(width * ratio)), max(self.input_size, round(height * ratio)))
-        resized = Image.fromarray(image).resize(size, Image.Resampling.BILINEAR)
         left = (size[0] - self.input_size) // 2
         top = (size[1] - self.input_size) // 2
+        if max(size) > MAX_RESIZED_SIDE * self.input_size:
+            # A strip (1 x 100000 pixels) would resize to gigabytes: resize only what the
+            # centre crop keeps (the same pixels, to rounding).
+            sx, sy = width / size[0], height / size[1]
+            box = (left * sx, top * sy, (left + self.input_size) * sx,
+                   (top + self.input_size) * sy)
+            crop = Image.fromarray(image).resize((self.input_size, self.input_size),
+                                                 Image.Resampling.BILINEAR, box=box)
+            return np.asarray(crop, np.float32) * self.scale + self.offset
+        resized = Image.fromarray(image).resize(size, Image.Resampling.BILINEAR)
         crop = resized.crop((left, top, left + self.input_size, top + self.input_size))
         return np.asarray(crop, np.float32) * self.scale + self.offset
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 import dataclasses
 import os
 import pathlib
+import re
 
 import numpy as np
 
@@ -91,16 +92,36 @@ def _load_directory(path: pathlib.Path) -> ImageSet:
     return _load_files(files, os.fspath(path), "directory")
 
 
-def _to_rgb_uint8(array: np.ndarray, source: str) -> list[np.ndarray]:
+def _to_rgb_uint8(array, source: str) -> list[np.ndarray]:
+    if not isinstance(array, np.ndarray):  # an .npz member that is not an .npy array
+        raise SourceError(f"{source}: not a numpy array; save the images with np.save or np.savez")
+    if array.ndim == 3 and array.shape[-1] in (3, 4):
+        raise SourceError(f"{source}: shape {array.shape} reads as {array.shape[0]} grayscale "
+                          f"images {array.shape[2]} pixels wide; save one RGB image as "
+                          f"1 x H x W x {array.shape[-1]} (array[None])")
     if array.ndim == 3:  # N x H x W grayscale
         array = array[..., None]
     if array.ndim != 4 or array.shape[-1] not in (1, 3, 4):
         raise SourceError(f"{source}: expected images as N x H x W [x 1|3|4], got shape "
                           f"{array.shape}")
+    if 0 in array.shape[1:3]:
+        raise SourceError(f"{source}: images of {array.shape[1]} x {array.shape[2]} pixels "
+                          "hold nothing")
     if array.dtype != np.uint8:
-        if not np.issubdtype(array.dtype, np.number) or np.nanmin(array) < 0 or np.nanmax(array) > 255:
-            raise SourceError(f"{source}: pixel values must be uint8 or numbers in [0, 255]")
-        array = np.round(np.nan_to_num(array)).astype(np.uint8)
+        if array.dtype.kind not in "iuf":  # booleans, complex numbers, strings, dates...
+            raise SourceError(f"{source}: pixel values must be uint8 (or numbers in [0, 255]), "
+                              f"got {array.dtype}")
+        if array.size and not np.isfinite(array).all():
+            raise SourceError(f"{source}: pixel values must be numbers in [0, 255], and some "
+                              "are NaN or infinite")
+        if array.size and (array.min() < 0 or array.max() > 255):
+            raise SourceError(f"{source}: pixel values must be uint8 or numbers in [0, 255], "
+                              f"got {array.min():g} to {array.max():g}")
+        if array.dtype.kind == "f" and array.size and 0 < array.max() <= 1:
+            raise SourceError(f"{source}: pixel values run from {array.min():g} to "
+                              f"{array.max():g}, images scaled to [0, 1]; give them in [0, 255] "
+                              "(multiply by 255)")
+        array = np.round(array).astype(np.uint8)
     if array.shape[-1] == 1:
         array = np.repeat(array, 3, axis=-1)
     return [np.ascontiguousarray(im[..., :3]) for im in array]
@@ -109,17 +130,21 @@ def _to_rgb_uint8(array: np.ndarray, source: str) -> list[np.ndarray]:
 def _load_array(path: pathlib.Path) -> ImageSet:
     try:
         data = np.load(path, allow_pickle=False)
-    except (OSError, ValueError) as err:
-        raise SourceError(f"cannot read {path}: {err}") from None
-    if isinstance(data, np.lib.npyio.NpzFile):
-        with data:
-            keys = [k for k in ("images", "x", "x_train") if k in data.files] or data.files
-            if not keys:
-                raise SourceError(f"{path} holds no arrays")
-            array = data[keys[0]]
-    else:
-        array = data
-    return ImageSet(_to_rgb_uint8(array, os.fspath(path)), os.fspath(path), "array")
+        if isinstance(data, np.lib.npyio.NpzFile):
+            with data:
+                keys = [k for k in ("images", "x", "x_train") if k in data.files] or data.files
+                if not keys:
+                    raise SourceError(f"{path} holds no arrays")
+                where = f"{os.fspath(path)}[{keys[0]!r}]" if len(data.files) > 1 else None
+                array = data[keys[0]]  # read here: a damaged member fails now
+        else:
+            array, where = data, None
+    except SourceError:
+        raise
+    except Exception as err:  # noqa: BLE001 - a damaged .npy/.npz (zip) fails in many ways
+        reason = " ".join(str(err).split()) or type(err).__name__
+        raise SourceError(f"cannot read {path}: {reason}") from None
+    return ImageSet(_to_rgb_uint8(array, where or os.fspath(path)), os.fspath(path), "array")
 
 
 ENCODED_KEYS = ("image/encoded", "image", "image_raw", "encoded", "jpeg", "png")
@@ -140,7 +165,10 @@ def _load_tfrecord(path: pathlib.Path) -> ImageSet:
                 result.skipped += 1
                 result.skipped_examples.append(f"record {i}")
     except tf.errors.OpError as err:
-        raise SourceError(f"cannot read TFRecord {path}: {err.message.splitlines()[0]}") from None
+        # "{{function_node __wrapped__IteratorGetNext...}} corrupted record at 0 [Op:...]"
+        reason = re.sub(r"\{\{.*?\}\}|\[Op:.*", "", err.message.splitlines()[0]).strip()
+        raise SourceError(f"cannot read TFRecord {path}: {reason or type(err).__name__}") \
+            from None
     return result
 
 

@@ -610,7 +610,7 @@ def _place(graph: _Graph, verdicts: list[Verdict | None]):
     side: dict[int, str] = {}  # tensor -> where its producer runs; model inputs: absent
     placed: list[tuple[str, str | None]] = []
     cut = None
-    for op, verdict in zip(graph.ops, verdicts):
+    for op, verdict in zip(graph.ops, verdicts, strict=True):
         sources = {side.get(t) for t in op.inputs}
         if "cpu after" in sources:
             where, cause = "cpu after", ("unsupported" if verdict else "single-partition")
@@ -718,7 +718,7 @@ def analyze(content: bytes, runtime: int = LATEST_RUNTIME) -> Analysis:
     verdicts = [_judge(op) for op in graph.ops]
     placed, cut = _place(graph, verdicts)
     records = []
-    for op, verdict, (where, cause) in zip(graph.ops, verdicts, placed):
+    for op, verdict, (where, cause) in zip(graph.ops, verdicts, placed, strict=True):
         if verdict:
             rule, status, reason = verdict.rule, verdict.status, verdict.reason
         elif cause == "single-partition":
@@ -931,6 +931,10 @@ def main(argv) -> int:
     FLAGS = flags.FLAGS
     if not FLAGS.model:
         raise cli.UsageError("name the model: python -m converters.edgetpu analyze MODEL.tflite")
+    if FLAGS.json and os.path.exists(FLAGS.json) and os.path.exists(FLAGS.model) \
+            and os.path.samefile(FLAGS.json, FLAGS.model):
+        raise cli.UsageError(f"--json {FLAGS.json} is the model itself: writing the analysis "
+                             "there would replace the model; name another file")
     try:
         analysis = analyze(read_model_file(FLAGS.model), runtime=FLAGS.runtime)
     except ValueError as err:

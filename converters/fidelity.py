@@ -17,7 +17,7 @@ def compare(reference: np.ndarray, candidate: np.ndarray) -> dict:
     k = min(5, reference.shape[1])
     top_ref = np.argsort(-reference, axis=1)[:, :k]
     top_cand = np.argsort(-candidate, axis=1)[:, :k]
-    overlap = np.mean([len(set(a) & set(b)) / k for a, b in zip(top_ref, top_cand)])
+    overlap = np.mean([len(set(a) & set(b)) / k for a, b in zip(top_ref, top_cand, strict=True)])
     error = np.sum((reference - candidate) ** 2)
     signal = np.sum(reference**2)
     sqnr = float("inf") if error == 0 else 10 * np.log10(signal / error)

@@ -13,6 +13,8 @@ import json
 
 import numpy as np
 
+from tfmobile_core.records import parse_json
+
 EDGETPU_OP = "edgetpu-custom-op"
 
 
@@ -68,6 +70,13 @@ def write_model(model) -> bytes:
     builder = flatbuffers.Builder(1 << 20)
     builder.Finish(model.Pack(builder), file_identifier=b"TFL3")
     return bytes(builder.Output())
+
+
+def builtin_op_names() -> set[str]:
+    """Every LiteRT builtin operator's name (CONV_2D, HARD_SWISH, ...)."""
+    from ai_edge_litert import schema_py_generated as schema
+
+    return {k for k in vars(schema.BuiltinOperator) if not k.startswith("_")}
 
 
 def op_name(code) -> str:
@@ -148,6 +157,9 @@ def check_model(content: bytes, what: str = "the file") -> None:
         model = read_model(content)
         graph = model.subgraphs[0]
         graph.tensors[graph.inputs[0]], graph.tensors[graph.outputs[0]]  # noqa: B018
+        for entry in model.metadata or []:  # read_metadata follows these into the buffers
+            if not 0 <= entry.buffer < len(model.buffers or []):
+                raise IndexError(f"metadata {entry.name!r} names buffer {entry.buffer}")
     except Exception as err:  # noqa: BLE001 - a damaged flatbuffer fails anywhere in its reader
         raise NotAModel(f"{what} is a damaged .tflite model ({type(err).__name__} while "
                         "reading it)") from None
@@ -179,7 +191,7 @@ def read_metadata(content: bytes, name: str) -> dict | None:
         if entry.Name() and entry.Name().decode() == name:
             data = model.Buffers(entry.Buffer()).DataAsNumpy()
             try:
-                value = json.loads(bytes(data).decode())
+                value = parse_json(bytes(data).decode())
             except (ValueError, TypeError):
                 return None
             return value if isinstance(value, dict) else None

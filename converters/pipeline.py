@@ -24,6 +24,10 @@ from tfmobile_core.records import (METADATA_NAME, ArtifactId, Conversion, Conver
 CONVERTER_PATH = "SavedModel (batch-1 signature) -> TFLiteConverter.from_saved_model"
 
 
+class RequestError(ValueError):
+    """The request names something the model does not have (a --denylist node); one line."""
+
+
 @dataclasses.dataclass
 class Request:
     """What to make (the Conversion record) and how many images to spend on it."""
@@ -108,6 +112,14 @@ def convert(
                 saved_model, lambda: wrap(iter(cal_batch), len(cal_batch), "calibrating")
             )
             calibrated, ranges_tightened = quantize.tighten_ranges(calibrated)
+            if denylisted_nodes:  # the quantizer ignores a name it does not find
+                graph = litert.read_model(calibrated).subgraphs[0]
+                names = {t.name.decode() for t in graph.tensors}
+                missing = [n for n in denylisted_nodes if n not in names]
+                if missing:
+                    raise RequestError(f"--denylist {missing[0]!r} is neither an op type (upper "
+                                       "case) nor a node of the model; --debug_quantization "
+                                       "lists its nodes")
             content = quantize.quantize(
                 calibrated, io_type=conversion.io_type, per_tensor=conversion.per_tensor,
                 denylisted_ops=denylisted_ops, denylisted_nodes=denylisted_nodes,
@@ -134,6 +146,10 @@ def convert(
     facts = report.graph_facts(content)
     reference = model.predict(eval_batch, verbose=0, batch_size=16)
     converted = litert.run(litert.load(content), eval_batch)
+    for what, logits in (("the Keras model", reference), ("the converted model", converted)):
+        if not np.isfinite(logits).all():  # fidelity would be NaN, or read as "identical"
+            raise ValueError(f"{what} gives NaN or infinite logits on the held-out images: "
+                             "its weights overflow")
     quantization = None
     if conversion.mode == "int8":
         quantization = {

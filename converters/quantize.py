@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import tempfile
-from typing import Callable, Iterable
+from collections.abc import Callable, Iterable
 
 import numpy as np
 import tensorflow as tf
@@ -105,7 +105,7 @@ def _sqnr_db(float_tensors, quant_tensors, scale, zero_point) -> float:
     signal = sum(float(np.sum(np.square(f))) for f in float_tensors)
     noise = sum(
         float(np.sum(np.square(f - (q.astype(np.float32) - zero_point) * scale)))
-        for f, q in zip(float_tensors, quant_tensors)
+        for f, q in zip(float_tensors, quant_tensors, strict=True)
     )
     return 10 * np.log10(signal / noise) if noise > 0 else float("inf")
 

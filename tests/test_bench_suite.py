@@ -28,6 +28,7 @@ def side_by_side(tmp_path_factory):
     return out, result
 
 
+@pytest.mark.slow
 def test_rounds_run_every_cell_once_before_any_runs_again(side_by_side):
     out, result = side_by_side
     assert result.returncode == 0, result.stderr
@@ -46,6 +47,7 @@ def test_rounds_run_every_cell_once_before_any_runs_again(side_by_side):
         assert record.metrics.latency_ms.median == pytest.approx(sorted(rounds)[1])
 
 
+@pytest.mark.slow
 def test_the_stock_conversion_sits_beside_ours(side_by_side):
     out, result = side_by_side
     stock_int8 = out / "artifacts" / "stock_mobilenet_v1_0.25_64_int8.tflite"

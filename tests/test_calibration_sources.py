@@ -43,7 +43,7 @@ def test_exif_orientation_grayscale_and_rgba_become_upright_rgb(tmp_path, photo)
     rgba = photo.convert("RGBA")
     rgba.putalpha(0)  # fully transparent: composited on black
     save(rgba, tmp_path / "clear.png")
-    by_name = dict(zip(["clear", "gray", "phone"], sources.load(str(tmp_path)).images))
+    by_name = dict(zip(["clear", "gray", "phone"], sources.load(str(tmp_path)).images, strict=True))
     assert by_name["phone"].shape == (300, 200, 3)
     gray = by_name["gray"]
     assert gray.shape[2] == 3 and np.array_equal(gray[..., 0], gray[..., 2])
@@ -93,7 +93,7 @@ def test_embedded_set_splits_and_expands_deterministically():
     assert len(calibration) + len(held_out) == len(embedded.images) == 14
     assert {id(im) for im in calibration}.isdisjoint(id(im) for im in held_out)
     first, second = sources.expand(calibration, 40), sources.expand(calibration, 40)
-    assert len(first) == 40 and all(np.array_equal(a, b) for a, b in zip(first, second))
-    assert any(a.shape != b.shape for a, b in zip(first[11:], calibration))  # crops, not copies
+    assert len(first) == 40 and all(np.array_equal(a, b) for a, b in zip(first, second, strict=True))
+    assert any(a.shape != b.shape for a, b in zip(first[11:], calibration, strict=True))  # crops, not copies
     batch = Preprocessing(96).batch(first)
     assert batch.shape == (40, 96, 96, 3) and -1 <= batch.min() and batch.max() <= 1

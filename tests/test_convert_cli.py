@@ -21,6 +21,7 @@ def convert(tmp_path, *args):
     )
 
 
+@pytest.mark.slow
 def test_int8_writes_a_fully_integer_model_and_its_report(tmp_path, photo_batch):
     result = convert(tmp_path, "--model", "fd_mobilenet", "--int8", *SMALL)
     assert result.returncode == 0, result.stderr
@@ -54,6 +55,7 @@ def test_int8_writes_a_fully_integer_model_and_its_report(tmp_path, photo_batch)
     assert logits.shape == (2, 10) and np.isfinite(logits).all()
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
     "args,input_dtype,integer",
     [
@@ -79,6 +81,7 @@ def test_other_modes(tmp_path, args, input_dtype, integer):
         assert report["conversion"]["quantization"]["depthwise_filters_in_float32"] > 0
 
 
+@pytest.mark.slow
 def test_denylist_and_debug_quantization(tmp_path):
     result = convert(tmp_path, "--model", "mobilenet_v3_small", "--int8", "--denylist", "HARD_SWISH",
                      "--debug_quantization", *SMALL)
@@ -93,6 +96,7 @@ def test_denylist_and_debug_quantization(tmp_path):
     assert errors == sorted(errors, key=lambda e: e["sqnr_db"])
 
 
+@pytest.mark.slow
 def test_calibration_directory_is_used(tmp_path, photos):
     from PIL import Image
 
@@ -163,6 +167,7 @@ def test_a_converter_failure_exits_1_and_leaves_no_model(tmp_path, monkeypatch, 
     assert list(tmp_path.iterdir()) == []
 
 
+@pytest.mark.slow
 def test_options_that_change_the_graph_change_the_name(tmp_path):
     """Per-tensor and per-channel int8 of one network are two models: neither overwrites the
     other (both were once named ..._int8)."""
@@ -245,6 +250,7 @@ def test_a_refused_rename_puts_the_old_files_back(tmp_path, monkeypatch):
     assert {p: p.read_bytes() for p in tmp_path.iterdir()} == old
 
 
+@pytest.mark.slow
 def test_trained_weights_carry_their_class_order_into_the_model(tmp_path):
     """--weights with a .classes.json beside them: --num_classes defaults to its length, and
     the class names travel inside the .tflite (tfmobile.evaluate reads them there)."""

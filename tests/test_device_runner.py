@@ -88,7 +88,7 @@ def host_outputs(model, inputs):
 
     interpreter = Interpreter(model_path=str(model), num_threads=1)
     interpreter.allocate_tensors()
-    for detail, array in zip(interpreter.get_input_details(), inputs):
+    for detail, array in zip(interpreter.get_input_details(), inputs, strict=True):
         interpreter.set_tensor(detail["index"], array)
     interpreter.invoke()
     return [interpreter.get_tensor(d["index"]) for d in interpreter.get_output_details()]
@@ -205,7 +205,7 @@ def test_random_inputs_fit_each_dtype_and_follow_the_seed():
     assert ranges[3:] == [(0, 9), (0, 1)]  # wider integers are indices: small and valid
     assert -1 <= arrays[5].min() < -0.99 and 0.99 < arrays[5].max() <= 1
     again, other = random_inputs(details, seed=7), random_inputs(details, seed=8)
-    assert all(np.array_equal(a, b) for a, b in zip(arrays, again))
+    assert all(np.array_equal(a, b) for a, b in zip(arrays, again, strict=True))
     assert not np.array_equal(arrays[0], other[0])
 
 

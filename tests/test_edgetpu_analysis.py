@@ -96,6 +96,7 @@ ZOO_MAPPED = [
 ]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name,variant", ZOO_MAPPED, ids=[n for n, _ in ZOO_MAPPED])
 def test_zoo_int8_models_map_entirely(zoo, name, variant):
     content = zoo(name, **variant)
@@ -108,6 +109,7 @@ def test_zoo_int8_models_map_entirely(zoo, name, variant):
     assert {status for _, _, status in analysis.operator_table()} == {edgetpu.MAPPED}
 
 
+@pytest.mark.slow
 def test_mobilenet_v3_stops_at_its_first_hard_swish(zoo):
     analysis = edgetpu.analyze(zoo("mobilenet_v3_small"))
     first = analysis.first()
@@ -122,6 +124,7 @@ def test_mobilenet_v3_stops_at_its_first_hard_swish(zoo):
     assert (analysis.edgetpu_operations, analysis.cpu_operations) == (2, len(analysis.records) - 2)
 
 
+@pytest.mark.slow
 def test_hard_swish_rewrite_leaves_v3_entirely_mappable(zoo):
     """converters/rewrite.py writes int8 HARD_SWISH as ADD(+RELU6)/MUL/MUL for XNNPACK: ops the
     table supports, so V3 then maps whole (per the table)."""
@@ -130,6 +133,7 @@ def test_hard_swish_rewrite_leaves_v3_entirely_mappable(zoo):
     assert edgetpu.analyze(expanded).fully_mapped
 
 
+@pytest.mark.slow
 def test_shufflenet_4d_channel_shuffle_keeps_three_innermost_dimensions(zoo):
     """The repo's shuffle is (N, H*W, g, C/g): batch 1, so only the three innermost dimensions
     exceed 1 and the rank rule passes (the full mapping is asserted above)."""
@@ -197,6 +201,7 @@ def keras_mobilenet_v2():
     return from_keras_int8(model, (SIZE, SIZE, 3))
 
 
+@pytest.mark.slow
 def test_foreign_mobilenet_v2_maps_between_its_float_quantize_and_dequantize(keras_mobilenet_v2):
     analysis = edgetpu.analyze(keras_mobilenet_v2)
     first, last = analysis.records[0], analysis.records[-1]
@@ -210,6 +215,7 @@ def test_foreign_mobilenet_v2_maps_between_its_float_quantize_and_dequantize(ker
     assert analysis.compile_error is None and any("(-1)" in n for n in analysis.notes)
 
 
+@pytest.mark.slow
 def test_compare_finds_what_a_newer_converter_changed(keras_mobilenet_v2):
     """The published MobileNet V2 log (TF 1.x/2.0 converter, 2019) against today's conversion of
     the same network: only the five PADs differ; TF 2.21 folds ZeroPadding2D into the convs."""
@@ -313,6 +319,7 @@ def run(*args):
                           check=False, capture_output=True, text=True, timeout=120)
 
 
+@pytest.mark.slow
 def test_cli_prints_the_compiler_style_summary_and_writes_json(tmp_path, zoo):
     model = tmp_path / "v3.tflite"
     model.write_bytes(zoo("mobilenet_v3_small"))

@@ -36,6 +36,7 @@ def convert(standin_bin):
     return run
 
 
+@pytest.mark.slow
 def test_profile_builds_the_mapping_variant_compiles_and_agrees(tmp_path, convert):
     result = convert(tmp_path, "--model", "shufflenet_v1", "--alpha", "0.5", "--edgetpu", *SMALL)
     assert result.returncode == 0, result.stderr
@@ -66,6 +67,7 @@ def test_profile_builds_the_mapping_variant_compiles_and_agrees(tmp_path, conver
     assert "Edge TPU (offline analysis): " in result.stdout and "all of them" in result.stdout
 
 
+@pytest.mark.slow
 def test_compiler_disagreeing_with_the_analysis_is_reported(tmp_path, convert):
     """A real published log handed back (EfficientNet-EdgeTPU-M): every row differs."""
     result = convert(tmp_path, "--model", "mobilenet_v3_small", "--alpha", "0.75", "--edgetpu",
@@ -79,6 +81,7 @@ def test_compiler_disagreeing_with_the_analysis_is_reported(tmp_path, convert):
     assert f"differs from the analysis in {len(differs)} row(s)" in result.stdout
 
 
+@pytest.mark.slow
 def test_without_the_compiler_the_report_says_how_to_install_it(tmp_path, convert):
     result = convert(tmp_path, "--model", "mobilenet_edgetpu", "--alpha", "0.25", "--edgetpu",
                      *SMALL, compiler=False)

@@ -41,6 +41,7 @@ def keras_model(name, alpha, input_size, variants, num_classes=1000):
     )
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name,alpha,size,variants", KERAS_ROWS)
 def test_parameter_count_equals_keras_applications(name, alpha, size, variants):
     ours = models.build(name, alpha=alpha, input_size=size, **variants)
@@ -48,6 +49,7 @@ def test_parameter_count_equals_keras_applications(name, alpha, size, variants):
     assert ours.count_params() == theirs.count_params()
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
     "name,alpha,variants",
     [
@@ -79,7 +81,7 @@ def test_port_refuses_a_different_structure():
     with pytest.raises(ValueError, match="weighted layer .* differs"):
         models.port_weights(src, dst)
     # Nothing was written into the destination.
-    assert all(np.array_equal(a, b) for a, b in zip(before, dst.get_weights()))
+    assert all(np.array_equal(a, b) for a, b in zip(before, dst.get_weights(), strict=True))
     with pytest.raises(ValueError, match="weighted layers"):
         models.port_weights(src, models.build("mobilenet_v1", input_size=96))
 
@@ -101,6 +103,7 @@ def run_with_keras_home(keras_home, *args, env=None):
                           env={**os.environ, "KERAS_HOME": str(keras_home), **(env or {})})
 
 
+@pytest.mark.slow
 def test_imagenet_weights_load_from_the_keras_cache(photo_batch, tmp_path):
     """The loading path, on a local file where Keras keeps what it downloads: the published
     layout (keras.applications' own model, saved in its HDF5 format), random values."""

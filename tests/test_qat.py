@@ -1,6 +1,7 @@
 """Quantization-aware fine-tuning (tfmobile/qat.py): fake quantization exactly where TFLite int8
 quantizes, on the float model's own layers, which then convert as any float model does."""
 
+import pytest
 import keras
 import numpy as np
 import tensorflow as tf
@@ -78,6 +79,7 @@ def test_fake_quants_sit_where_the_int8_converter_quantizes():
     assert not any(isinstance(shuffle.get_layer(name), qat.PASS_THROUGH) for name in quantized)
 
 
+@pytest.mark.slow
 def test_fine_tuning_updates_the_float_model_which_converts_unchanged(photos):
     keras.utils.set_random_seed(0)
     model = models.build("mobilenet_v3_small", alpha=0.35, input_size=48, num_classes=2,
@@ -99,7 +101,7 @@ def test_fine_tuning_updates_the_float_model_which_converts_unchanged(photos):
     assert model.layers == layers_before
     assert any(not np.array_equal(kernels[name], model.get_layer(name).kernel.numpy())
                for name in kernels)
-    for layer, before in zip(batch_norms, statistics):  # frozen: int8 folds these statistics
+    for layer, before in zip(batch_norms, statistics, strict=True):  # frozen: int8 folds these statistics
         assert layer.trainable and np.array_equal(layer.moving_variance.numpy(), before)
 
     converted = pipeline.convert(model, sources.load(None), pipeline.Request(

@@ -16,8 +16,9 @@ from tfmobile_core import records as rec
 V2 = rec.ModelIdentity("mobilenet_v2", alpha=0.35, input_size=96)
 
 
-def record(target="local", artifact=None, latency=2.0, config=rec.BenchConfig(), key=None,
+def record(target="local", artifact=None, latency=2.0, config=None, key=None,
            path=None, run=None, status="ok") -> rec.BenchmarkRecord:
+    config = config or rec.BenchConfig()
     name = path or (artifact.stem() + ".tflite" if artifact else "model.tflite")
     model = rec.ModelFile(path=f"/m/{name}", sha256=(key or name).ljust(64, "0")[:64],
                           size_bytes=1000, artifact=artifact, macs=10_000_000, params=1000)
@@ -49,7 +50,8 @@ def test_a_record_torn_by_a_kill_does_not_swallow_the_next_one(tmp_path):
 
 @pytest.mark.parametrize("line,message", [
     ('{"key": "a", "status": "ok"}', "line 2: record.model is missing"),
-    (json.dumps({**record(key="x").to_json(), "status": "done"}), "line 2: record: status must be ok or failed"),
+    (json.dumps({**record(key="x").to_json(), "status": "done"}),
+     "line 2: record: status must be ok or failed"),
     (json.dumps({**record(key="x").to_json(), "schema_version": 7}),
      "line 2: record has schema version 7; this tfmobile reads versions up to 2: upgrade"),
     (json.dumps({**record(key="x").to_json(),

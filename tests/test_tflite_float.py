@@ -18,6 +18,7 @@ CONVERTED_VARIANTS = [variant for variant in ALL_VARIANTS if variant not in (
     ("shufflenet_v2", {"alpha": 1.5}))]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name,args", CONVERTED_VARIANTS, ids=lambda v: str(v))
 def test_float_tflite_runs_in_litert_like_keras(name, args, photo_batch, tmp_path):
     model = randomize(

@@ -22,7 +22,6 @@ from calibration import regions
 from tfmobile import data, models
 from tfmobile.train import train
 
-pytestmark = pytest.mark.slow  # trains (each run of the command spends ~10 s tracing)
 
 CLASSES = ["hubble_deep_field", "ihc", "retina", "rocket"]  # dark, pale, red, blue-grey
 SIZE = 48
@@ -172,6 +171,7 @@ def test_a_failed_checkpoint_save_keeps_the_previous_checkpoint(photo_classes, t
     assert_same(saved_weights(checkpoint), tiny_model().get_weights())
 
 
+@pytest.mark.slow
 def test_the_cli_writes_the_class_order_beside_the_weights(photo_classes, tmp_path):
     root, train_set, _ = photo_classes
     output = tmp_path / "nested" / "fd.weights.h5"
@@ -188,3 +188,33 @@ def test_the_cli_writes_the_class_order_beside_the_weights(photo_classes, tmp_pa
     assert f"classes: {classes}" in result.stdout
     models.build("fd_mobilenet", alpha=0.25, input_size=SIZE, num_classes=len(CLASSES),
                  weights=str(output))  # the weights load as saved
+
+
+def test_a_run_that_diverges_keeps_no_nan_weights(photo_classes, tmp_path):
+    """A learning rate of 1e12 overflows the weights in the first epoch: nothing is kept or
+    checkpointed, and the error says what to do."""
+    from tfmobile.train import TrainingDiverged
+
+    _, train_set, _ = photo_classes
+    checkpoint = tmp_path / "tiny.weights.h5"
+    with pytest.raises(TrainingDiverged, match="NaN or infinite in epoch 1.*lower the learning"):
+        train(tiny_model(), train_set, epochs=3, batch_size=BATCH, learning_rate=1e12,
+              checkpoint=checkpoint)
+    assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize("args,message", [
+    (["--learning_rate", "0"], "--learning_rate must be above 0, got 0"),
+    (["--quantization_aware_learning_rate", "-1e-4"], "must be above 0, got -0.0001"),
+    (["--output", "{tmp}/old.weights.h5"], "is a directory; name the .weights.h5 file"),
+])
+def test_training_options_that_cannot_train_are_usage_errors(photo_classes, tmp_path, args,
+                                                             message):
+    root, _, _ = photo_classes
+    (tmp_path / "old.weights.h5").mkdir()
+    args = [a.replace("{tmp}", str(tmp_path)) for a in args]
+    result = subprocess.run(
+        [sys.executable, "-m", "tfmobile.train", "--model", "fd_mobilenet", "--data",
+         str(root / "train"), *args], capture_output=True, text=True, timeout=120)
+    assert result.returncode == 2
+    assert message in result.stderr and len(result.stderr.strip().splitlines()) == 1

@@ -52,6 +52,7 @@ def trained(tmp_path_factory):
     return root, weights, next(out.glob("*.tflite"))
 
 
+@pytest.mark.slow
 def test_train_then_evaluate_keras_and_tflite(trained):
     root, weights, tflite = trained
     tflite_eval = run("tfmobile.evaluate", "--tflite", str(tflite), "--data", str(root / "val"))
@@ -60,6 +61,7 @@ def test_train_then_evaluate_keras_and_tflite(trained):
     assert "(class order: the model's)" in tflite_eval.stdout
 
 
+@pytest.mark.slow
 def test_evaluation_labels_by_the_models_class_order(trained, tmp_path):
     """A class folder missing (or renamed folders that sort differently) must not shift the
     labels: the class order travels inside the .tflite. Once, one missing folder reported
@@ -85,6 +87,7 @@ def test_evaluation_labels_by_the_models_class_order(trained, tmp_path):
     assert found["top1"] == pytest.approx(data.top_k_accuracy(logits, labelled.labels)["top1"])
 
 
+@pytest.mark.slow
 def test_evaluation_refuses_folders_the_model_cannot_label(trained, tmp_path):
     import shutil
 
@@ -109,6 +112,7 @@ def test_evaluation_refuses_folders_the_model_cannot_label(trained, tmp_path):
     assert "has 16 class folders and" in result.stderr and "has 14 outputs" in result.stderr
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("content,message", [
     (b"", "is not a .tflite model (no TFL3 file identifier)"),
     (b"\x1c\x00\x00\x00TFL3" + b"\xff" * 64, "is a damaged .tflite model"),

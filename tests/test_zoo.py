@@ -21,6 +21,7 @@ def test_available_lists_the_zoo():
     ]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name,args", ALL_VARIANTS, ids=lambda v: str(v))
 def test_every_variant_builds_and_classifies(name, args, photo_batch):
     model = models.build(name, input_size=128, num_classes=7, **args)

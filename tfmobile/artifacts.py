@@ -87,6 +87,8 @@ def convert_zoo_model(identity: ModelIdentity, request, out_dir: pathlib.Path, *
         with cli.native_output_silenced(not verbose) as console:
             result = pipeline.convert(model, image_set, request, artifact_id=artifact_id,
                                       progress=cli.progress_bar(console) if progress else None)
+    except pipeline.RequestError as err:  # an option naming what the model lacks (a node)
+        raise cli.UsageError(str(err)) from None
     except Exception as err:  # noqa: BLE001 - the converter fails in many ways; say which
         raise ConversionError(_last_line(err)) from err
     report = _write(result.report(identity, _stats(model), request.conversion), result.content,
@@ -121,9 +123,12 @@ def convert_stock(identity: ModelIdentity, mode: str, out_dir: pathlib.Path, *,
                       num_classes=identity.num_classes, include_top=True, weights=None)
     # Ours, built with the same arguments, gives the operation count (same architecture:
     # tests/test_keras_equivalence.py checks them layer for layer).
-    ours = models.build(identity.name, **build_args, **identity.variant)
-    # Logits, as the zoo models the converter writes give.
-    keras_model = application(**build_args, **identity.variant, classifier_activation=None)
+    try:
+        ours = models.build(identity.name, **build_args, **identity.variant)
+        # Logits, as the zoo models the converter writes give.
+        keras_model = application(**build_args, **identity.variant, classifier_activation=None)
+    except ValueError as err:  # arguments keras.applications (or ours) cannot build
+        raise cli.UsageError(f"stock:{identity.name}: {_last_line(err)}") from None
     artifact_id = ArtifactId(identity, Conversion(mode=mode)).stock_twin()
 
     started = time.perf_counter()

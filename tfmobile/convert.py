@@ -79,6 +79,15 @@ def mode_from_flags() -> str:
                 raise cli.UsageError(f"--{name} applies to --int8 models only")
     if mode != "dynamic" and FLAGS["float_depthwise"].present:
         raise cli.UsageError("--float_depthwise applies to --dynamic models only")
+    if FLAGS.denylist:
+        from converters import litert
+
+        known = litert.builtin_op_names()
+        unknown = [op for op in FLAGS.denylist if op.isupper() and op not in known]
+        if unknown:  # the converter would keep nothing in float, without a word
+            raise cli.UsageError(f"--denylist {unknown[0]} is no LiteRT op type (e.g. HARD_SWISH, "
+                                 "MUL, AVERAGE_POOL_2D); node names are as --debug_quantization "
+                                 "lists them")
     return mode
 
 
@@ -165,20 +174,23 @@ def print_edgetpu_summary(section: dict) -> None:
 
 def main(argv):
     del argv
+    # Everything the user gave is checked before TensorFlow is imported (seconds): a usage
+    # error answers at once, and nothing is written.
     mode = mode_from_flags()
-    out_dir = check_output_dir(FLAGS.output_dir)
-    cli.quiet_tensorflow(FLAGS.verbose)
-    from calibration import sources
-    from converters import pipeline
-
     args = model_flags.model_args(FLAGS)
     if FLAGS.edgetpu:
         args = edgetpu_profile(FLAGS.model, args)
     identity = model_flags.identity_from_flags(FLAGS, args)
+    from calibration import sources
+
     try:
         image_set = sources.load(FLAGS.calibration)
     except sources.SourceError as err:
         raise cli.UsageError(str(err)) from None
+    out_dir = check_output_dir(FLAGS.output_dir)
+    cli.quiet_tensorflow(FLAGS.verbose)
+    from converters import pipeline
+
     conversion = Conversion(
         mode=mode,
         io_type="uint8" if FLAGS.edgetpu else FLAGS.io_type or "",

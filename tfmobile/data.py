@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import dataclasses
-import json
 import pathlib
 
 import numpy as np
 
 from calibration import images as images_lib
 from calibration.preprocess import Preprocessing
+from tfmobile_core.records import parse_json
 
 
 class DataError(ValueError):
@@ -55,11 +55,12 @@ def read_class_names(weights) -> list[str] | None:
     if not path.is_file():
         return None
     try:
-        names = json.loads(path.read_text(encoding="utf-8"))
+        names = parse_json(path.read_text(encoding="utf-8"))
     except (OSError, ValueError) as err:
         raise DataError(f"cannot read the class order {path}: {err}") from None
     if (not isinstance(names, list) or not names
-            or not all(isinstance(n, str) and n for n in names) or len(set(names)) != len(names)):
+            or not all(isinstance(n, str) and n for n in names) or len(set(names)) != len(names)
+            or any(n in (".", "..") or "/" in n or "\0" in n for n in names)):  # folder names
         raise DataError(f"{path} must be a JSON list of distinct class names, as tfmobile.train "
                         "writes it")
     return names
@@ -71,7 +72,8 @@ def load_folder(root, class_names: list[str] | None = None) -> LabelledImages:
     root = pathlib.Path(root)
     if not root.is_dir():
         raise DataError(f"{root} is not a directory of class folders")
-    found = sorted(p.name for p in root.iterdir() if p.is_dir())
+    # Hidden folders (.ipynb_checkpoints, .git) are not classes: they would add outputs.
+    found = sorted(p.name for p in root.iterdir() if p.is_dir() and not p.name.startswith("."))
     if class_names is None:
         class_names = found
     if not class_names:
@@ -103,5 +105,5 @@ def top_k_accuracy(logits: np.ndarray, labels: np.ndarray) -> dict:
     k = min(5, logits.shape[1])
     return {
         "top1": float(np.mean(order[:, 0] == labels)),
-        f"top{k}": float(np.mean([label in row[:k] for row, label in zip(order, labels)])),
+        f"top{k}": float(np.mean([label in row[:k] for row, label in zip(order, labels, strict=True)])),
     }

@@ -17,6 +17,7 @@ from __future__ import annotations
 import json
 import pathlib
 
+import numpy as np
 from absl import flags
 
 from tfmobile import model_flags
@@ -30,6 +31,7 @@ def evaluate_keras(model, labelled) -> dict:
     from tfmobile import data
 
     logits = model.predict(labelled.batch(model.input_shape[1]), verbose=0, batch_size=32)
+    check_scores(logits, model.name)
     return {**data.top_k_accuracy(logits, labelled.labels), "images": len(labelled.labels)}
 
 
@@ -41,7 +43,17 @@ def evaluate_tflite(model, labelled) -> dict:
     interpreter = model if hasattr(model, "invoke") else litert.load(model)
     size = int(interpreter.get_input_details()[0]["shape"][1])
     logits = litert.run(interpreter, labelled.batch(size))
+    check_scores(logits, "the .tflite model")
     return {**data.top_k_accuracy(logits, labelled.labels), "images": len(labelled.labels)}
+
+
+def check_scores(logits, what: str) -> None:
+    """UsageError when a model's scores are NaN or infinite: its accuracy would be made up."""
+    bad = int(np.sum(~np.isfinite(logits).all(axis=1)))
+    if bad:
+        raise cli.UsageError(f"{what} gives NaN or infinite scores on {bad} of {len(logits)} "
+                             "images: the model is broken (weights from a training run that "
+                             "diverged?)")
 
 
 def tflite_classifier(path: str):
@@ -67,9 +79,21 @@ def tflite_classifier(path: str):
     if shape is None or len(shape) != 4 or shape[0] != 1 or shape[3] != 3 or shape[1] != shape[2]:
         raise cli.UsageError(f"--tflite {path} is not an image classifier of one square RGB "
                              f"input (its inputs: {[list(d['shape']) for d in inputs]})")
+    signature = [int(d) for d in inputs[0].get("shape_signature", inputs[0]["shape"])]
+    if min(signature[1:3]) < 1:  # allocated at 1 x 1: every image would shrink to one pixel
+        raise cli.UsageError(f"--tflite {path} takes images of any size (input {signature}); "
+                             "evaluate a model converted with a fixed input size")
     if len(outputs) != 1 or len(outputs[0]["shape"]) != 2:
         raise cli.UsageError(f"--tflite {path} is not a classifier with one output of class "
                              f"scores (its outputs: {[list(d['shape']) for d in outputs]})")
+    for role, detail in (("input", inputs[0]), ("output", outputs[0])):
+        dtype, (scale, _) = np.dtype(detail["dtype"]), detail["quantization"]
+        if dtype != np.float32 and not (dtype in (np.int8, np.uint8) and scale > 0):
+            raise cli.UsageError(
+                f"--tflite {path}: its {role} is {dtype.name}"
+                + (" without a quantization scale" if dtype in (np.int8, np.uint8) else "")
+                + "; evaluate takes float32 or quantized int8/uint8 models (as tfmobile.convert "
+                "writes them), whose values it can map to and from [-1, 1] images and scores")
     class_names = None
     stored = litert.read_metadata(content, METADATA_NAME)
     if stored is not None:
@@ -103,12 +127,21 @@ def labelled_for(data_dir: str, class_names, outputs: int | None, model_text: st
 
 
 def main(argv):
+    from tfmobile import models as models_lib
+
     del argv
     FLAGS = flags.FLAGS
     if bool(FLAGS.tflite) == bool(FLAGS.model):
         raise cli.UsageError("give either --model (a Keras zoo model) or --tflite PATH")
+    if FLAGS.tflite:  # a .tflite is built and trained already: flags that would say how, do not
+        ignored = [name for name in ("weights", "alpha", "input_size", "num_classes",
+                                     *models_lib.all_variants()) if FLAGS[name].present]
+        if ignored:
+            raise cli.UsageError(f"--{ignored[0]} applies to --model only; a --tflite model "
+                                 "carries its own architecture and weights")
     if FLAGS.tflite and not pathlib.Path(FLAGS.tflite).is_file():
         raise cli.UsageError(f"--tflite {FLAGS.tflite!r} does not exist")
+    identity = None if FLAGS.tflite else model_flags.identity_from_flags(FLAGS)  # no TF yet
     cli.quiet_tensorflow(FLAGS.verbose)
 
     if FLAGS.tflite:
@@ -120,7 +153,6 @@ def main(argv):
             result = evaluate_tflite(interpreter, labelled)
         what, order = FLAGS.tflite, "model" if class_names else "folders"
     else:
-        identity = model_flags.identity_from_flags(FLAGS)
         labelled = labelled_for(FLAGS.data, identity.class_names, None, FLAGS.model)
         order = "weights" if identity.class_names else "folders"
         model = model_flags.build_model(FLAGS.model, weights=FLAGS.weights,
@@ -129,7 +161,7 @@ def main(argv):
                                            "num_classes": len(labelled.class_names)})
         result = evaluate_keras(model, labelled)
         what = f"{FLAGS.model} ({FLAGS.weights or 'random init'})"
-    missing = [name for name, count in zip(labelled.class_names, labelled.counts()) if not count]
+    missing = [name for name, count in zip(labelled.class_names, labelled.counts(), strict=True) if not count]
     result.update(skipped=labelled.skipped, classes=len(labelled.class_names) - len(missing),
                   classes_without_images=missing, class_order=order)
     if FLAGS.json:

@@ -210,5 +210,5 @@ def fine_tune(model: keras.Model, train_set, val_set=None, *, epochs: int = 2,
         return train(twin, train_set, val_set, epochs=epochs, learning_rate=learning_rate,
                      checkpoint=checkpoint, checkpoint_model=model, **train_args)
     finally:
-        for layer, was in zip(batch_norms, trainable):
+        for layer, was in zip(batch_norms, trainable, strict=True):
             layer.trainable = was

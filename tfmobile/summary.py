@@ -63,6 +63,11 @@ def format_published(rows: list[dict]) -> str:
 
 def main(argv):
     del argv
+    if not FLAGS.published:
+        if FLAGS.model is None:
+            raise cli.UsageError("--model is required (or --published); see --help")
+        args = model_flags.model_args(FLAGS)
+        model_flags.identity(FLAGS.model, args)  # the arguments checked before TensorFlow loads
     cli.quiet_tensorflow(FLAGS.verbose)
     if FLAGS.published:
         from tfmobile.models.cards import CARDS, check_card
@@ -70,12 +75,10 @@ def main(argv):
         rows = [row for card in CARDS for row in check_card(card)]
         print(json.dumps(rows) if FLAGS.json else format_published(rows))
         return 0 if all(r["verdict"] != "NO" for r in rows) else 1
-    if FLAGS.model is None:
-        raise cli.UsageError("--model is required (or --published); see --help")
     from tfmobile.profile import summarize
 
     try:
-        summary = summarize(FLAGS.model, **model_flags.model_args(FLAGS))
+        summary = summarize(FLAGS.model, **args)
     except ValueError as err:
         raise cli.UsageError(str(err)) from None
     if FLAGS.json:

@@ -24,6 +24,10 @@ from tfmobile import model_flags
 from tfmobile_core import cli
 
 
+class TrainingDiverged(Exception):
+    """The loss became NaN or infinite; the message says in which epoch and what was kept."""
+
+
 @dataclasses.dataclass
 class TrainResult:
     history: dict
@@ -84,16 +88,23 @@ def train(model, train_set, val_set=None, *, epochs=10, batch_size=32, learning_
     val = None
     if val_set is not None:
         val = (val_set.batch(size), val_set.labels.astype(np.int32))
-    best = {"top1": -1.0, "weights": None}
+    best = {"top1": -1.0, "weights": None, "epoch": None}
 
     # Checkpoints hold the layers' weights alone: saved from the compiled model, Keras adds the
     # optimizer's moment estimates, twice the weights again (a view sharing the layers has none).
     weights_only = checkpoint_model or keras.Model(model.inputs, model.outputs)
 
+    diverged = {}
+
     class KeepBest(keras.callbacks.Callback):
         def on_epoch_end(self, epoch, logs=None):
+            if not math.isfinite((logs or {}).get("loss", 0.0)):  # never kept, never saved
+                diverged["epoch"] = epoch + 1
+                self.model.stop_training = True
+                return
             score = (logs or {}).get("val_accuracy", epoch)  # without validation: the last
             if score > best["top1"]:
+                best["epoch"] = epoch + 1
                 best["top1"], best["weights"] = score, self.model.get_weights()
                 if checkpoint:
                     with atomic.replacing(checkpoint) as tmp:
@@ -101,7 +112,16 @@ def train(model, train_set, val_set=None, *, epochs=10, batch_size=32, learning_
 
     history = model.fit(dataset, epochs=epochs, validation_data=val, verbose=verbose,
                         shuffle=False,  # the dataset shuffles itself each epoch
-                        callbacks=[*callbacks, KeepBest()])
+                        callbacks=[*callbacks, keras.callbacks.TerminateOnNaN(), KeepBest()])
+    if diverged:
+        if best["weights"] is None:
+            raise TrainingDiverged(f"the loss became NaN or infinite in epoch {diverged['epoch']}"
+                                   ", before any epoch finished: lower the learning rate")
+        model.set_weights(best["weights"])
+        raise TrainingDiverged(
+            f"the loss became NaN or infinite in epoch {diverged['epoch']}; the weights of epoch "
+            f"{best['epoch']} are kept" + (f" in {checkpoint}" if checkpoint else "")
+            + ": lower the learning rate")
     model.set_weights(best["weights"])
     return TrainResult(
         history={k: [float(v) for v in vs] for k, vs in history.history.items()},
@@ -113,27 +133,35 @@ def train(model, train_set, val_set=None, *, epochs=10, batch_size=32, learning_
 def main(argv):
     del argv
     FLAGS = flags.FLAGS
-    cli.quiet_tensorflow(FLAGS.verbose)
     if not FLAGS.epochs and not FLAGS.quantization_aware_epochs:
         raise cli.UsageError("--epochs 0 trains nothing without --quantization_aware_epochs")
     from tfmobile import data
 
+    # Fine-tuning trained weights keeps their class order (their .classes.json): label i must
+    # stay the classifier's output i, whatever order the folders' names sort in.
     try:
-        train_set = data.load_folder(FLAGS.data)
+        class_names = data.read_class_names(FLAGS.weights) if FLAGS.weights else None
+        train_set = data.load_folder(FLAGS.data, class_names)
         val_set = (data.load_folder(FLAGS.val_data, train_set.class_names)
                    if FLAGS.val_data else None)
     except data.DataError as err:
         raise cli.UsageError(str(err)) from None
     args = model_flags.model_args(FLAGS)
     args["num_classes"] = len(train_set.class_names)
-    output = pathlib.Path(FLAGS.output or
-                          f"artifacts/{FLAGS.model}_{args['alpha']:g}_{args['input_size']}.weights.h5")
+    identity = model_flags.identity(FLAGS.model, args)  # checked before TensorFlow loads
+    for rate in ("learning_rate", "quantization_aware_learning_rate"):
+        if not FLAGS[rate].value > 0:
+            raise cli.UsageError(f"--{rate} must be above 0, got {FLAGS[rate].value:g}")
+    output = pathlib.Path(FLAGS.output or f"artifacts/{identity.label()}.weights.h5")
     if not output.name.endswith(".weights.h5"):
         raise cli.UsageError("--output must end in .weights.h5 (the Keras weights format)")
+    if output.is_dir():  # found now, not when the first epoch's checkpoint is written
+        raise cli.UsageError(f"--output {output} is a directory; name the .weights.h5 file")
     try:
         output.parent.mkdir(parents=True, exist_ok=True)
     except OSError as err:
         raise cli.UsageError(f"cannot create {output.parent}: {err.strerror}") from None
+    cli.quiet_tensorflow(FLAGS.verbose)
     model = model_flags.build_model(FLAGS.model, weights=FLAGS.weights,
                                     classifier_activation=None, **args)
     print(f"training {FLAGS.model} on {len(train_set.images)} images, "
@@ -141,15 +169,19 @@ def main(argv):
                                                     if train_set.skipped else ""))
     common = dict(batch_size=FLAGS.batch_size, checkpoint=output,
                   verbose=1 if cli.interactive() else 2)
-    if FLAGS.epochs:
-        result = train(model, train_set, val_set, epochs=FLAGS.epochs,
-                       learning_rate=FLAGS.learning_rate, **common)
-    if FLAGS.quantization_aware_epochs:
-        from tfmobile import qat
+    try:
+        if FLAGS.epochs:
+            result = train(model, train_set, val_set, epochs=FLAGS.epochs,
+                           learning_rate=FLAGS.learning_rate, **common)
+        if FLAGS.quantization_aware_epochs:
+            from tfmobile import qat
 
-        print(f"quantization-aware fine-tuning: {FLAGS.quantization_aware_epochs} epochs")
-        result = qat.fine_tune(model, train_set, val_set, epochs=FLAGS.quantization_aware_epochs,
-                               learning_rate=FLAGS.quantization_aware_learning_rate, **common)
+            print(f"quantization-aware fine-tuning: {FLAGS.quantization_aware_epochs} epochs")
+            result = qat.fine_tune(model, train_set, val_set,
+                                   epochs=FLAGS.quantization_aware_epochs,
+                                   learning_rate=FLAGS.quantization_aware_learning_rate, **common)
+    except TrainingDiverged as err:
+        raise cli.Failure(f"training diverged: {err}") from None
     classes = data.class_names_path(output)
     from tfmobile_core import atomic
 
@@ -183,7 +215,7 @@ if __name__ == "__main__":
     flags.DEFINE_integer("batch_size", 32, "Images per step.", lower_bound=1)
     flags.DEFINE_float("learning_rate", 2e-3, "Adam's initial learning rate (cosine decay to 0).")
     flags.DEFINE_string("output", None, "Where the weights go (.weights.h5); default "
-                        "artifacts/<model>_<alpha>_<size>.weights.h5.")
+                        "artifacts/<network>_<alpha>_<size>[_<variants>]_c<classes>.weights.h5.")
     flags.DEFINE_boolean("verbose", False, "Show TensorFlow's own logging.")
     flags.mark_flag_as_required("data")
     cli.run(main)

@@ -7,7 +7,7 @@ import json
 import os
 import pathlib
 import tempfile
-from typing import Mapping
+from collections.abc import Mapping
 
 
 @contextlib.contextmanager
@@ -18,7 +18,7 @@ def replacing(path: str | os.PathLike):
     try:
         yield tmp
         _give_usual_permissions(tmp)
-        os.replace(tmp, path)
+        _rename(tmp, path)
     finally:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp)
@@ -32,6 +32,15 @@ def _temporary(path: pathlib.Path, kind: str = "part") -> pathlib.Path:
                                suffix=f".{kind}{suffix}", dir=path.parent)
     os.close(fd)
     return pathlib.Path(tmp)
+
+
+def _rename(tmp: pathlib.Path, final: pathlib.Path) -> None:
+    """os.replace, its error naming the file asked for rather than the temporary one (a
+    directory where the file goes: "x.weights.h5: Is a directory")."""
+    try:
+        os.replace(tmp, final)
+    except OSError as err:
+        raise OSError(err.errno, err.strerror, os.fspath(final)) from None
 
 
 def _give_usual_permissions(path: pathlib.Path) -> None:
@@ -63,7 +72,7 @@ def write_together(contents: Mapping[str | os.PathLike, bytes]) -> None:
         try:
             for tmp, final in staged:
                 _give_usual_permissions(tmp)
-                os.replace(tmp, final)
+                _rename(tmp, final)
                 renamed.append(final)
         except OSError:
             for final in renamed:

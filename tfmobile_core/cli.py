@@ -5,6 +5,7 @@ asked for, and progress bars only on a terminal."""
 from __future__ import annotations
 
 import contextlib
+import math
 import os
 import sys
 
@@ -146,9 +147,14 @@ def _parse_flags(argv):
     if "--helpfull" in argv[1:]:
         _print_help(full=True)
     try:
-        return flags.FLAGS(argv)
+        rest = flags.FLAGS(argv)
     except flags.Error as err:
         fail_usage(f"{err} (see --help)")
+    for name in flags.FLAGS:  # absl's bounds let nan through (nan < 0 is false), and inf
+        value = flags.FLAGS[name].value
+        if isinstance(value, float) and not math.isfinite(value):
+            fail_usage(f"--{name} must be a finite number, got {value} (see --help)")
+    return rest
 
 
 def run(main, *, program: str | None = None, doc: str | None = None) -> None:

@@ -26,7 +26,8 @@ import math
 import re
 import types
 import typing
-from typing import Any, Mapping
+from typing import Any
+from collections.abc import Mapping
 
 SCHEMA_VERSION = 2
 # Version 1: the untyped reports and results written before these records (no
@@ -42,6 +43,15 @@ METADATA_NAME = "tfmobile.artifact"  # the .tflite metadata entry holding the Ar
 
 class RecordError(ValueError):
     """A record that cannot be read: the message names the field and what is wrong, one line."""
+
+
+def parse_json(text: str | bytes):
+    """json.loads, with arrays or objects nested too deeply for Python's parser (which raises
+    RecursionError, "[[[[..." a thousand deep) a ValueError like any other damaged JSON."""
+    try:
+        return json.loads(text)
+    except RecursionError:
+        raise ValueError("nested too deeply to read") from None
 
 
 # --- The model and its conversion ------------------------------------------------------------
@@ -135,16 +145,16 @@ class Conversion:
                  io_type)
         _require(self.mode == "int8" or io_type == "float32", "conversion.io_type",
                  f"float32 for a {self.mode} model", io_type)
-        set_field = object.__setattr__.__get__(self)
-        set_field("io_type", io_type)
-        set_field("denylist", tuple(sorted(self.denylist)))
-        if self.mode != "int8" or self.path == "stock":
-            set_field("per_tensor", False)
-            set_field("expand_hard_swish", self.path != "stock" or self.mode != "int8")
-            set_field("denylist", ())
-            set_field("edgetpu", False)
+        def normalize(name, value):  # frozen: set once, here
+            object.__setattr__(self, name, value)
+
+        normalize("io_type", io_type)
+        normalize("denylist", tuple(sorted(self.denylist)))
+        if self.mode != "int8" or self.path == "stock":  # int8 options of tfmobile's converter
+            for name in ("per_tensor", "expand_hard_swish", "denylist", "edgetpu"):
+                normalize(name, _DEFAULTS[name])
         if self.mode != "dynamic" or self.path == "stock":
-            set_field("float_depthwise", True)
+            normalize("float_depthwise", True)
 
     def suffix(self) -> str:
         """int8, int8_uint8_io, int8_per_tensor, dynamic_int8_depthwise...: the mode and every
@@ -154,7 +164,7 @@ class Conversion:
             parts.append(f"{self.io_type}_io")
         if self.per_tensor:
             parts.append("per_tensor")
-        if not self.expand_hard_swish and self.path == "tfmobile":
+        if not self.expand_hard_swish:
             parts.append("hard_swish_op")
         if not self.float_depthwise:
             parts.append("int8_depthwise")
@@ -172,6 +182,9 @@ class Conversion:
     def from_json(cls, data, where: str = "conversion") -> Conversion:
         data = _mapping(data, where)
         return build_record(cls, {k: v for k, v in data.items() if k in _field_names(cls)}, where)
+
+
+_DEFAULTS = {field.name: field.default for field in dataclasses.fields(Conversion)}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -298,6 +311,9 @@ class ModelStats:
     params: int
     macs: int
 
+    def __post_init__(self):
+        _require_at_least(self, 0, "params", "macs")
+
 
 @dataclasses.dataclass
 class ConversionReport:
@@ -371,7 +387,7 @@ class ConversionReport:
         """The report in a file; RecordError (one line, naming the file) when it cannot be."""
         try:
             with open(path, encoding="utf-8") as f:
-                data = json.load(f)
+                data = parse_json(f.read())
         except OSError as err:
             raise RecordError(f"cannot read the report {path}: {err.strerror}") from None
         except ValueError as err:
@@ -397,6 +413,9 @@ class ModelFile:
     macs: int | None = None
     compiled_for: str | None = None  # "edgetpu": edgetpu_compiler's output (edgetpu-custom-op)
     legacy_name: str | None = None  # schema 1 records: the name they were stored under
+
+    def __post_init__(self):
+        _require_at_least(self, 0, "size_bytes", "params", "macs")
 
     @property
     def name(self) -> str:
@@ -437,6 +456,10 @@ class BenchConfig:
     cpus: str = "big"  # big (the fastest cluster) | all | a hex mask such as f0
     warmup_runs: int = 10
     num_runs: int = 50
+
+    def __post_init__(self):
+        _require_at_least(self, 1, "threads", "num_runs")
+        _require_at_least(self, 0, "warmup_runs")
 
     def label(self) -> str:
         """'xnnpack, 1 thread', and the pinning when it is not the default."""
@@ -488,6 +511,8 @@ class Latency:
                      f"latency_ms.{field.name}", "a finite number of milliseconds >= 0", value)
         _require(self.median is not None or self.mean is not None, "latency_ms",
                  "a median or a mean", None)
+        _require(self.typical > 0, f"latency_ms.{'median' if self.median is not None else 'mean'}",
+                 "more than 0 ms (speed-ups divide by it)", self.typical)
 
     @property
     def typical(self) -> float:
@@ -512,6 +537,12 @@ class Metrics:
     edgetpu_ops: int | None = None
     runtime: dict | None = None
     rounds: tuple[float, ...] | None = None  # each round's latency, once merged (compare)
+
+    def __post_init__(self):
+        _require_at_least(self, 0, "init_ms", "first_ms", "warmup_avg_ms", "runs",
+                          "peak_rss_mb", "partitions", "edgetpu_ops")
+        _require(self.rounds is None or all(r >= 0 for r in self.rounds), "rounds",
+                 "latencies of at least 0 ms", None)
 
     def to_json(self) -> dict:
         data = {field.name: getattr(self, field.name) for field in dataclasses.fields(self)}
@@ -601,6 +632,13 @@ def _upgrade_benchmark_record(data: dict, where: str) -> dict:
 def _require(condition: bool, field: str, expected: str, got) -> None:
     if not condition:
         raise RecordError(f"{field} must be {expected}, got {_show(got)}")
+
+
+def _require_at_least(record, least, *names: str) -> None:
+    """Each named number of `record` (None: not measured) at least `least`."""
+    for name in names:
+        value = getattr(record, name)
+        _require(value is None or value >= least, name, f"at least {least}", value)
 
 
 def _show(value) -> str:

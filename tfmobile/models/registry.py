@@ -15,7 +15,8 @@ from __future__ import annotations
 import dataclasses
 import math
 import numbers
-from typing import TYPE_CHECKING, Callable, Mapping
+from typing import TYPE_CHECKING
+from collections.abc import Callable, Mapping
 
 from tfmobile.models.spec import NetworkSpec
 from tfmobile_core.records import RANDOM_INIT, ModelIdentity
@@ -217,7 +218,14 @@ def build(
             f"classifier_activation must be 'softmax' or None, got {classifier_activation!r}"
         )
     weights_lib.check_weights_arg(e, weights, num_classes)
-    model = assemble(spec, input_size, num_classes, include_top, classifier_activation)
+    try:
+        model = assemble(spec, input_size, num_classes, include_top, classifier_activation)
+    except ValueError as err:  # Keras: "Received filters=0" (int(32 * 0.01), or a difference)
+        if "filters" not in str(err):
+            raise
+        raise ValueError(f"alpha (width multiplier) {alpha:g} is too small for {name}: a layer "
+                         f"would have no channels ({' '.join(str(err).split())}); use a larger "
+                         "alpha") from None
     if weights is not None:
         weights_lib.load(
             model,

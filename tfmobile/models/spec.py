@@ -10,7 +10,7 @@ given alpha and hands each block to the one builder for its type.
 from __future__ import annotations
 
 import dataclasses
-from typing import Callable, Iterable
+from collections.abc import Callable, Iterable
 
 # Column names as the papers print them -> BlockSpec fields.
 COLUMNS = {
@@ -86,7 +86,7 @@ def decode(schema: str, rows: Iterable[tuple], **defaults) -> tuple[BlockSpec, .
             raise ValueError(f"row {row!r} has {len(cells)} cells for {len(columns)} columns")
         fields = dict(defaults)
         fields.update(
-            {COLUMNS[c]: (None if v == "-" else v) for c, v in zip(columns, cells)}
+            {COLUMNS[c]: (None if v == "-" else v) for c, v in zip(columns, cells, strict=True)}
         )
         fields.update(extra)
         repeat = fields.pop("repeat", 1) or 1

@@ -26,7 +26,7 @@ def _compatible(src_values: list[np.ndarray], dst_layer) -> bool:
     """Same weights, allowing a 1x1 conv kernel (1, 1, C, K) where a dense one (C, K) stands."""
     if len(src_values) != len(dst_layer.weights):
         return False
-    for value, variable in zip(src_values, dst_layer.weights):
+    for value, variable in zip(src_values, dst_layer.weights, strict=True):
         shape = tuple(variable.shape)
         if value.shape != shape and value.squeeze().shape != tuple(d for d in shape if d != 1):
             return False
@@ -47,14 +47,14 @@ def port_weights(src: keras.Model, dst: keras.Model) -> None:
             f"{dst.name} has {len(dst_layers)}; the models are not structurally equivalent"
         )
     pairs = []
-    for i, (s, d) in enumerate(zip(src_layers, dst_layers)):
+    for i, (s, d) in enumerate(zip(src_layers, dst_layers, strict=True)):
         values = s.get_weights()
         if not _compatible(values, d):
             raise ValueError(
                 f"port_weights: weighted layer {i} differs: {src.name} has {_describe(s)}, "
                 f"{dst.name} has {_describe(d)}"
             )
-        pairs.append((d, [v.reshape(w.shape) for v, w in zip(values, d.weights)]))
+        pairs.append((d, [v.reshape(w.shape) for v, w in zip(values, d.weights, strict=True)]))
     for layer, values in pairs:  # nothing is written unless every layer matched
         layer.set_weights(values)
 
@@ -73,6 +73,9 @@ def check_weights_arg(entry: ModelEntry, weights, num_classes: int) -> None:
         return
     if not isinstance(weights, (str, os.PathLike)):
         raise ValueError(f"weights must be None, 'imagenet' or a file path, got {weights!r}")
+    if os.path.isdir(weights):
+        raise ValueError(f"weights file {os.fspath(weights)!r} is a directory; give the "
+                         ".weights.h5 file itself")
     if not os.path.isfile(weights):
         raise ValueError(f"weights file {os.fspath(weights)!r} does not exist")
 
@@ -103,11 +106,21 @@ def load(model: keras.Model, entry: ModelEntry, weights, **build_args) -> None:
         try:
             model.load_weights(os.fspath(weights))
         except (ValueError, OSError) as err:
-            reason = (str(err).strip().splitlines() or [type(err).__name__])[0]
+            lines = [line for line in str(err).splitlines() if line.strip()]
+            reason = (lines or [type(err).__name__])[0]
+            if reason.endswith(":") and len(lines) > 1:  # "Example error message for ...:"
+                reason += " " + lines[1].split(" Target variable:")[0]  # the shapes, not values
             raise ValueError(
                 f"cannot load weights file {os.fspath(weights)!r} into {model.name}: {reason} "
                 "(expected a .weights.h5 file of this network, as tfmobile.train saves)"
             ) from None
+        broken = [w.path for w in model.weights if not np.isfinite(w.numpy()).all()]
+        if broken:  # a diverged training run: every output would be NaN
+            raise ValueError(
+                f"weights file {os.fspath(weights)!r} holds NaN or infinite values (in "
+                f"{len(broken)} of its {len(model.weights)} tensors, e.g. {broken[0]}): "
+                "the training that wrote it diverged; train again with a lower learning rate"
+            )
         return
     try:
         published = entry.keras_application(weights="imagenet", **build_args)
