@@ -195,7 +195,7 @@ def main(argv):
         compare.check_output_dir(store.path.parent / "compare", "the comparison's directory",
                                  "move it, or pass --nocompare")
     try:
-        store.records()  # a damaged store is found now, before an hour of benchmarks
+        recorded = store.records()  # a damaged store is found now, before an hour of benchmarks
     except StoreError as err:
         raise cli.UsageError(f"{err}; repair that line or choose another --results") from None
     try:
@@ -216,7 +216,7 @@ def main(argv):
     except WriteError as err:
         raise cli.Failure(str(err)) from None
     if FLAGS.baseline and FLAGS.compare:
-        known = {m.name for m in models} | {r.model.name for r in store.records()}
+        known = {m.name for m in models} | {r.model.name for r in recorded}
         compare.check_baseline(FLAGS.baseline, known, "the models of this run or of --results")
 
     total = len(targets) * len(models) * len(configs) * FLAGS.rounds

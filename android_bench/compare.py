@@ -16,7 +16,7 @@ import pathlib
 import re
 import statistics
 
-from tfmobile_core import atomic
+from tfmobile_core import atomic, cli
 from tfmobile_core.records import (MODES, ArtifactId, BenchConfig, BenchmarkRecord, Conversion,
                                    Latency, Metrics)
 
@@ -283,16 +283,12 @@ def write_table(out_dir: pathlib.Path, stem: str, rows: list[dict], heading: str
 
 def check_output_dir(out_dir: pathlib.Path, what: str, fix: str = "name another") -> None:
     """UsageError when the tables' directory is a file (found before the work, not after)."""
-    from tfmobile_core import cli
-
     if out_dir.exists() and not out_dir.is_dir():
         raise cli.UsageError(f"{what} {out_dir} is a file, not a directory for the tables; {fix}")
 
 
 def check_baseline(baseline: str, names: set[str], where: str) -> None:
     """UsageError unless `baseline` names one of the models (else its column stays empty)."""
-    from tfmobile_core import cli
-
     if baseline not in names:
         listed = ", ".join(sorted(names)[:6]) + (", ..." if len(names) > 6 else "")
         raise cli.UsageError(f"--baseline {baseline!r} names none of {where}"
