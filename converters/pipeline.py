@@ -17,11 +17,22 @@ import numpy as np
 
 from calibration import sources
 from calibration.preprocess import Preprocessing
-from converters import fidelity, litert, quantize, report, rewrite, tflite
+from converters import fidelity, litert, ptq, quantize, report, rewrite, tflite
 from tfmobile_core.records import (METADATA_NAME, ArtifactId, Conversion, ConversionReport,
                                    Fidelity, GraphFacts, ModelIdentity, ModelStats)
 
 CONVERTER_PATH = "SavedModel (batch-1 signature) -> TFLiteConverter.from_saved_model"
+EMPIRICAL_BIAS_SAMPLES = 32  # calibration samples each layer's output mean is measured on
+STATS_SAMPLES = 128  # calibration samples activation statistics (means, histograms) are kept on
+CHECK_SAMPLES = 32  # others, on which --bias_correction auto compares the corrections
+ADAROUND_SAMPLES = 32  # calibration samples AdaRound learns each layer's rounding on
+# Why the int8 defaults are what they are (the measurement is in README, "int8 accuracy").
+DEFAULTS_MEASURED = ("bias correction 'auto' (the best of none, analytic and empirical on "
+                     "calibration samples), min/max ranges, cross-layer equalization with "
+                     "--per_tensor only: on Google's float MobileNet V1 0.25 (1001 classes) and "
+                     "500 ImageNet photographs, bias correction took top-1 agreement with float "
+                     "from 71% to 87% and per-tensor top-1 from 1.6% to within 0.5 points of "
+                     "float; MSE ranges and per-channel equalization gave nothing (README)")
 
 
 class RequestError(ValueError):
@@ -76,6 +87,37 @@ def draw(images: list[np.ndarray], count: int, seed: int) -> tuple[list[np.ndarr
     return sources.expand(images, count, seed=seed), True
 
 
+def correct_biases(content: bytes, calibrated: bytes, stats, samples: np.ndarray, method: str,
+                   progress) -> tuple[bytes, dict]:
+    """The int8 model with its biases corrected as `method` says, and what was done.
+
+    'auto' makes all three (none, analytic, empirical) and keeps the one whose scores come
+    closest to float (SQNR) on calibration samples the empirical correction did not see. On
+    trained networks that is the empirical one; where calibration and the images differ in how
+    hard they drive the network (random weights: 100-fold between images), a correction fitted
+    to the calibration means can hurt, and the check catches it.
+    """
+    correcting, checking = samples[0::2][:EMPIRICAL_BIAS_SAMPLES], samples[1::2][:CHECK_SAMPLES]
+    candidates = {"none": (content, 0)}
+    if method != "none":
+        candidates["analytic"] = ptq.correct_bias(content, calibrated, stats)
+    if method in ("empirical", "auto"):
+        candidates["empirical"] = ptq.correct_bias_empirically(
+            candidates["analytic"][0], calibrated, correcting, progress)
+    info = {"method": method,
+            "layers_analytic": candidates["analytic"][1] if "analytic" in candidates else 0,
+            "layers_empirical": candidates["empirical"][1] if "empirical" in candidates else 0,
+            "empirical_samples": len(correcting) if "empirical" in candidates else 0}
+    if method != "auto":
+        return candidates[method][0], {**info, "applied": method}
+    reference = litert.run(litert.load(calibrated), checking)
+    sqnr = {name: round(fidelity.compare(reference, litert.run(litert.load(made), checking))
+                        ["sqnr_db"], 2) for name, (made, _) in candidates.items()}
+    applied = max(sqnr, key=sqnr.get)
+    return candidates[applied][0], {**info, "applied": applied, "check_samples": len(checking),
+                                    "sqnr_db_on_check_samples": sqnr}
+
+
 def convert(
     model: keras.Model,
     image_set: sources.ImageSet,
@@ -108,9 +150,21 @@ def convert(
             cal_images, cal_expanded = draw(calibration_images, request.calibration_samples, seed=0)
             cal_batch = preprocessing.batch(cal_images)
             wrap = progress or (lambda it, total, desc: it)
-            calibrated = quantize.calibrate(
-                saved_model, lambda: wrap(iter(cal_batch), len(cal_batch), "calibrating")
-            )
+            float_content = tflite.convert_saved_model(saved_model, "float32")
+            pairs_equalized = 0
+            if conversion.equalize:  # before calibration: it changes the activations' ranges
+                maxima = ptq.channel_maxima(float_content, cal_batch)
+                float_content, pairs_equalized = ptq.equalize(float_content, maxima)
+            calibrated = quantize.calibrate_tflite(
+                float_content, lambda: wrap(iter(cal_batch), len(cal_batch), "calibrating"))
+            stats = None
+            if conversion.ranges == "mse" or conversion.bias_correction != "none":
+                # Means and histograms settle long before calibration's min/max does.
+                stats = ptq.activation_stats(
+                    calibrated, cal_batch[:: max(len(cal_batch) // STATS_SAMPLES, 1)][:STATS_SAMPLES])
+            ranges_set = 0
+            if conversion.ranges == "mse":
+                calibrated, ranges_set = ptq.mse_ranges(calibrated, stats)
             calibrated, ranges_tightened = quantize.tighten_ranges(calibrated)
             if denylisted_nodes:  # the quantizer ignores a name it does not find
                 graph = litert.read_model(calibrated).subgraphs[0]
@@ -124,9 +178,16 @@ def convert(
                 calibrated, io_type=conversion.io_type, per_tensor=conversion.per_tensor,
                 denylisted_ops=denylisted_ops, denylisted_nodes=denylisted_nodes,
             )
+            layers_rounded = 0
+            if conversion.adaround:  # before bias correction, which corrects what it rounded
+                content, layers_rounded = ptq.adaround(
+                    content, calibrated, cal_batch[:: max(len(cal_batch) // ADAROUND_SAMPLES, 1)]
+                    [:ADAROUND_SAMPLES], progress=wrap)
             hard_swish_expanded = 0
             if conversion.expand_hard_swish:
                 content, hard_swish_expanded = rewrite.expand_hard_swish(content)
+            content, bias_info = correct_biases(content, calibrated, stats, cal_batch,
+                                               conversion.bias_correction, wrap)
             if request.debug_quantization:
                 layer_errors = quantize.layer_errors(
                     calibrated, lambda: iter(cal_batch[: request.debug_samples]),
@@ -155,8 +216,15 @@ def convert(
         quantization = {
             "granularity": "per-tensor" if conversion.per_tensor else "per-channel",
             "ops_set": "TFLITE_BUILTINS_INT8",
-            "ranges": "min/max over the calibration samples",
+            "ranges": ("minimum quantization error (MSE) over the calibration histogram"
+                       if conversion.ranges == "mse" else "min/max over the calibration samples"),
+            "ranges_set_by_mse": ranges_set,
             "ranges_tightened_to_reader_domain": ranges_tightened,
+            "cross_layer_equalization": {"on": conversion.equalize, "pairs": pairs_equalized},
+            "bias_correction": bias_info,
+            "adaround": {"on": conversion.adaround, "layers_changed": layers_rounded,
+                         "iterations": ptq.ADAROUND_ITERATIONS if conversion.adaround else 0},
+            "defaults_measured": DEFAULTS_MEASURED,
             "hard_swish_expanded_to_add_mul": hard_swish_expanded,
             "kept_in_float": [dict(op) for op in facts.float_ops] if conversion.denylist else [],
         }
@@ -167,6 +235,8 @@ def convert(
         }
     held_out_info = {"source": held_out_source, "images": len(held_out),
                      "samples": len(eval_batch), "expanded_with_crops_and_flips": eval_expanded}
+    if conversion.mode == "int8":  # the summary's warning says why fidelity is poor
+        held_out_info.update(fidelity.range_use(reference, calibrated))
     return Result(
         content=content,
         artifact=facts,

@@ -42,6 +42,15 @@ def calibrate(saved_model_dir: str, samples: Callable[[], Iterable[np.ndarray]])
     return converter.convert()
 
 
+def calibrate_tflite(float_content: bytes, samples: Callable[[], Iterable[np.ndarray]]) -> bytes:
+    """calibrate() for a float .tflite (after cross-layer equalization has edited its weights):
+    the calibrator TFLiteConverter runs after its own float conversion."""
+    from tensorflow.lite.python.optimize import calibrator
+
+    return calibrator.Calibrator(float_content).calibrate(
+        lambda: ([s[None].astype(np.float32)] for s in samples()))
+
+
 # What a tensor's readers can tell apart. Hard-swish is exactly 0 below -3, so a tensor read only
 # by HARD_SWISH needs no int8 steps there; min/max calibration spends up to half of the grid on
 # that region (MobileNet V3's pre-activation conv outputs reach -100). Clipping the recorded

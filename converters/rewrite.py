@@ -9,12 +9,16 @@ model). Writing hard-swish differently in Keras does not help: the converter fus
 x * relu6(x + 3) / 6 pattern back into HARD_SWISH, and the orders it does not fuse quantize
 x / 6 on a grid of its own and lose accuracy. So the quantized graph itself is rewritten:
 
-    y = HARD_SWISH(x)   ->   r = ADD(x, 3) with fused RELU6      r in [0, 6], step 6/255
+    y = HARD_SWISH(x)   ->   r = ADD(x, 3) with fused RELU6      r in [0, 6], step max(6/255, x step/128)
                              g = MUL(r, 1/6)                     g in [0, 1], step 1/255
                              y = MUL(x, g)                       y keeps HARD_SWISH's scale
 
 x keeps its calibrated (tightened) range and y its output quantization, so the only new
-rounding is the gate's 1/255 step; all three are int8 ops XNNPACK (ARM and x86) and NNAPI run.
+rounding is the gate's 1/255 step; all three are int8 ops XNNPACK (ARM and x86) and NNAPI run
+as long as their scales stay inside XNNPACK's limits (`_grids`). Where activations grow large
+(random-weight MobileNet V3 Large: pre-activations up to 2000 in one seed of 70), x's step
+passes 3 and r's step follows it (x's / 128): on 6/255 the ADD would leave the delegate, split
+the graph once per such hard-swish, and overflow on LiteRT's own kernel.
 """
 
 from __future__ import annotations
@@ -42,6 +46,43 @@ def _opcode(model, builtin: int, version: int) -> int:
     code.version = version
     model.operatorCodes.append(code)
     return len(model.operatorCodes) - 1
+
+
+# XNNPACK runs an int8 ADD only when each input's scale is 2^-10 to 2^8 times the output's, and
+# an int8 MUL only when the product of its input scales is 2^-16 to 2^8 times the output's;
+# outside, the op stays on LiteRT's own kernels and splits the graph (measured with
+# ai-edge-litert 2.3.0, sweeping one rewritten hard-swish's scales until it left). The rewrite
+# keeps a factor 2 inside them; that also keeps LiteRT's own int8 ADD exact, which overflows
+# above an input/output scale ratio of 2^7 (x of a thousand came out as r = 0, not 6).
+_ADD_SCALE_RATIO = (2.0**-10, 2.0**8)
+_MUL_SCALE_RATIO = (2.0**-16, 2.0**8)
+_MARGIN = 2.0
+_SIXTH_SCALE = (1 / 6) / 127  # 1/6 stored as 127
+_GATE_SCALE = 1 / 255  # g in [0, 1]
+
+
+def _inside(ratio: float, limits: tuple[float, float]) -> bool:
+    return limits[0] * _MARGIN <= ratio <= limits[1] / _MARGIN
+
+
+def _grids(x_scale: float, y_scale: float) -> tuple[float, int] | None:
+    """(relu6 scale, the int8 value that stores 3) for one hard-swish, or None when no grid
+    keeps its ADD and both MULs inside XNNPACK's scale limits (the op is then left as it is).
+
+    r gets 6/255, unless x is so coarse (step above 3) that the ADD would rescale it by more
+    than 2^7: then r's step is x's / 2^7, still far finer than x's own, so r loses nothing x
+    held. 3 is stored as 127 steps of 3/127 unless r's step outgrows that scale by 2^9.
+    """
+    relu6 = max(6 / 255, x_scale * _MARGIN / _ADD_SCALE_RATIO[1])
+    three_q = min(127, int(3 / (relu6 * _ADD_SCALE_RATIO[0] * _MARGIN)))
+    if three_q < 1:
+        return None
+    ratios = [(x_scale / relu6, _ADD_SCALE_RATIO), ((3 / three_q) / relu6, _ADD_SCALE_RATIO),
+              (relu6 * _SIXTH_SCALE / _GATE_SCALE, _MUL_SCALE_RATIO),
+              (x_scale * _GATE_SCALE / y_scale, _MUL_SCALE_RATIO)]
+    if not all(_inside(ratio, limits) for ratio, limits in ratios):
+        return None
+    return relu6, three_q
 
 
 def _quantization(scale: float, zero_point: int):
@@ -78,7 +119,9 @@ def _op(opcode: int, inputs: list[int], outputs: list[int], options_type: int, o
 
 
 def expand_hard_swish(content: bytes) -> tuple[bytes, int]:
-    """The model with every int8 HARD_SWISH replaced as the module docstring shows.
+    """The model with every int8 HARD_SWISH replaced as the module docstring shows, except one
+    whose scales no grid fits into XNNPACK's limits (`_grids`): that one stays HARD_SWISH, as
+    the report's op counts and partitions show.
 
     Returns the new model and how many ops were replaced (0: the bytes come back unchanged).
     """
@@ -86,9 +129,17 @@ def expand_hard_swish(content: bytes) -> tuple[bytes, int]:
     model = litert.read_model(content)
     graph = model.subgraphs[0]
     names = [litert.op_name(code) for code in model.operatorCodes]
-    targets = [i for i, op in enumerate(graph.operators)
-               if names[op.opcodeIndex] == "HARD_SWISH"
-               and graph.tensors[op.inputs[0]].type == schema.TensorType.INT8]
+
+    def scale(tensor: int) -> float:
+        return float(graph.tensors[tensor].quantization.scale[0])
+
+    targets = {}
+    for i, op in enumerate(graph.operators):
+        if (names[op.opcodeIndex] == "HARD_SWISH"
+                and graph.tensors[op.inputs[0]].type == schema.TensorType.INT8):
+            grids = _grids(scale(op.inputs[0]), scale(op.outputs[0]))
+            if grids is not None:
+                targets[i] = grids
     if not targets:
         return content, 0
     add = _opcode(model, schema.BuiltinOperator.ADD, version=2)
@@ -106,10 +157,11 @@ def expand_hard_swish(content: bytes) -> tuple[bytes, int]:
         x, y = int(op.inputs[0]), int(op.outputs[0])
         shape = list(graph.tensors[x].shape)
         stem = graph.tensors[y].name.decode(errors="replace").split(";")[0]
-        three = _tensor(model, graph, f"{stem}/three", [1], 3 / 127, 0, np.array([127]))
-        sixth = _tensor(model, graph, f"{stem}/one_sixth", [1], (1 / 6) / 127, 0, np.array([127]))
-        relu6 = _tensor(model, graph, f"{stem}/relu6", shape, 6 / 255, -128)
-        gate = _tensor(model, graph, f"{stem}/gate", shape, 1 / 255, -128)
+        relu6_scale, three_q = targets[index]
+        three = _tensor(model, graph, f"{stem}/three", [1], 3 / three_q, 0, np.array([three_q]))
+        sixth = _tensor(model, graph, f"{stem}/one_sixth", [1], _SIXTH_SCALE, 0, np.array([127]))
+        relu6 = _tensor(model, graph, f"{stem}/relu6", shape, relu6_scale, -128)
+        gate = _tensor(model, graph, f"{stem}/gate", shape, _GATE_SCALE, -128)
         operators += [
             _op(add, [x, three], [relu6], schema.BuiltinOptions.AddOptions, add_options),
             _op(mul, [relu6, sixth], [gate], schema.BuiltinOptions.MulOptions, mul_options),

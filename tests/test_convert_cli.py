@@ -157,7 +157,7 @@ def test_a_converter_failure_exits_1_and_leaves_no_model(tmp_path, monkeypatch, 
     def broken(*_args, **_kwargs):
         raise RuntimeError("Quantization not yet supported for op: 'FAKE_OP'")
 
-    monkeypatch.setattr(quantize, "calibrate", broken)
+    monkeypatch.setattr(quantize, "calibrate_tflite", broken)
     flags.FLAGS(["convert", "--model", "fd_mobilenet", "--int8", "--output_dir", str(tmp_path), *SMALL])
     try:
         assert convert_cli.main([]) == 1

@@ -81,3 +81,40 @@ def test_int8_hard_swish_is_rewritten_into_ops_xnnpack_runs():
     after = fidelity.compare(reference, litert.run(litert.load(expanded), samples))
     assert abs(after["sqnr_db"] - before["sqnr_db"]) < 0.5, (before, after)
     assert rewrite.expand_hard_swish(expanded) == (expanded, 0)  # nothing left to rewrite
+
+
+def test_hard_swish_of_a_coarse_input_stays_in_xnnpack_and_exact():
+    """Pre-activations in the thousands (random-weight MobileNet V3 Large reaches 2000) give x a
+    step of 18: on the fixed 6/255 grid the ADD rescaled x by 766, past XNNPACK's 2^8, so it left
+    the delegate (one partition more per hard-swish) and LiteRT's own int8 ADD overflowed there
+    (SQNR 3 dB). r's grid now follows x's."""
+    from android_bench.device_runner import execution
+    from converters import rewrite
+
+    keras.utils.set_random_seed(0)
+    inputs = keras.Input((8, 8, 3), batch_size=1)
+    x = keras.layers.Conv2D(16, 3, padding="same",
+                            kernel_initializer=keras.initializers.RandomNormal(0, 400.0))(inputs)
+    x = keras.layers.Activation("hard_swish")(x)
+    x = keras.layers.Conv2D(16, 1)(x)
+    model = keras.Model(inputs, keras.layers.Flatten()(x))
+    samples = np.random.default_rng(0).uniform(-1, 1, (40, 8, 8, 3)).astype(np.float32)
+    with tempfile.TemporaryDirectory() as saved_model:
+        tflite.export_saved_model(model, saved_model)
+        calibrated = quantize.calibrate(saved_model, lambda: iter(samples))
+    original = quantize.quantize(quantize.tighten_ranges(calibrated)[0])
+    quantized = litert.read_model(original)
+    graph = quantized.subgraphs[0]
+    names = [litert.op_name(code) for code in quantized.operatorCodes]
+    (op,) = [op for op in graph.operators if names[op.opcodeIndex] == "HARD_SWISH"]
+    x_scale = float(graph.tensors[op.inputs[0]].quantization.scale[0])
+    assert x_scale > 256 * 6 / 255  # the premise: r on 6/255 would be out of XNNPACK's reach
+
+    expanded, count = rewrite.expand_hard_swish(original)
+    assert count == 1
+    assert execution(litert.load(expanded)) == {
+        "partitions": 1, "ops_outside_delegate": {}, "edgetpu_ops": 0}
+    reference = model.predict(samples, verbose=0)
+    before = fidelity.compare(reference, litert.run(litert.load(original), samples))
+    after = fidelity.compare(reference, litert.run(litert.load(expanded), samples))
+    assert after["sqnr_db"] > before["sqnr_db"] - 6.0 and after["sqnr_db"] > 25, (before, after)

@@ -31,6 +31,16 @@ def define_model_flags(required: bool = True) -> None:
         flags.mark_flag_as_required("model")
 
 
+def define_weights_flags(weights_help: str) -> None:
+    """--weights, and --drop_background for the 1001-class published .tflite files."""
+    flags.DEFINE_string("weights", None, weights_help + " A float .tflite classifier of the same "
+                        "network (a published MobileNet) gives its weights too; its class order "
+                        "is ImageNet's when it scores 1000 or 1001 classes.")
+    flags.DEFINE_boolean("drop_background", False, "With --weights of a 1001-class .tflite "
+                         "(TF-slim checkpoints: output 0 is a background class), drop that class "
+                         "and keep the 1000 ImageNet classes.")
+
+
 def model_args(FLAGS) -> dict:
     """The flags as keyword arguments of tfmobile.models.build (variants only when given)."""
     from tfmobile import models
@@ -66,14 +76,43 @@ def identity_from_flags(FLAGS, args: dict | None = None) -> ModelIdentity:
     from tfmobile import data
 
     weights = FLAGS.weights
-    try:
-        class_names = data.read_class_names(weights) if weights else None
-    except data.DataError as err:
-        raise cli.UsageError(str(err)) from None
     args = dict(args or model_args(FLAGS))
+    drop_background = "drop_background" in FLAGS and FLAGS.drop_background
+    if weights and str(weights).lower().endswith(".tflite"):
+        outputs, class_names = tflite_classes(weights, FLAGS.num_classes, drop_background)
+        args["num_classes"] = outputs
+    elif drop_background:
+        raise cli.UsageError("--drop_background applies to --weights of a 1001-class .tflite")
+    else:
+        try:
+            class_names = data.read_class_names(weights) if weights else None
+        except data.DataError as err:
+            raise cli.UsageError(str(err)) from None
     if class_names is not None and FLAGS.num_classes is None:
         args["num_classes"] = len(class_names)
     return identity(FLAGS.model, args, weights=weights, class_names=class_names)
+
+
+def tflite_classes(weights: str, num_classes: int | None, drop_background: bool):
+    """(outputs, class names) the published .tflite's weights give the zoo model: ImageNet's
+    order, with or without the background class; names None for another width."""
+    from tfmobile import imagenet
+    from tfmobile.models import tflite_weights
+
+    try:
+        width = tflite_weights.output_width(weights)
+    except tflite_weights.PortError as err:
+        raise cli.UsageError(str(err)) from None
+    if drop_background and width != 1001:
+        raise cli.UsageError(f"--drop_background: {weights} scores {width} classes, not the "
+                             "1001 (background first) of a TF-slim checkpoint")
+    outputs = width - 1 if drop_background else width
+    if num_classes is not None and num_classes != outputs:
+        if not (width == 1001 and num_classes == 1000):
+            raise cli.UsageError(f"--weights {weights} scores {width} classes; --num_classes "
+                                 f"{num_classes} does not match: drop --num_classes")
+        outputs = 1000  # --num_classes 1000 says what --drop_background says
+    return outputs, imagenet.class_names(outputs)
 
 
 def build_model(name: str, **kwargs):

@@ -197,7 +197,7 @@ if __name__ == "__main__":
     model_flags.define_model_flags()
     flags.DEFINE_string("data", None, "Training images: a folder with one subfolder per class.")
     flags.DEFINE_string("val_data", None, "Validation images, same layout (best epoch is kept).")
-    flags.DEFINE_string("weights", None, "Start from these weights (.weights.h5 or imagenet).")
+    model_flags.define_weights_flags("Start from these weights (.weights.h5 or imagenet).")
     flags.DEFINE_integer("epochs", 10, "Passes over the training images (0: none, with "
                          "--quantization_aware_epochs to fine-tune --weights only).", lower_bound=0)
     flags.DEFINE_integer(

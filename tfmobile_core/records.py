@@ -34,6 +34,8 @@ SCHEMA_VERSION = 2
 # "schema_version" field). Benchmark records of version 1 still load (`BenchmarkRecord.from_json`).
 
 MODES = ("float32", "float16", "dynamic", "int8")
+RANGES = ("minmax", "mse")  # int8 activation ranges (converters/ptq.py)
+BIAS_CORRECTIONS = ("none", "analytic", "empirical", "auto")
 IO_TYPES = ("int8", "uint8", "float32")
 RANDOM_INIT = "random init"
 SOURCES = ("tfmobile", "keras.applications")  # who built the network
@@ -135,6 +137,13 @@ class Conversion:
     float_depthwise: bool = True  # dynamic: depthwise filters kept float32
     denylist: tuple[str, ...] = ()  # int8: ops or nodes kept in float
     edgetpu: bool = False  # the Edge TPU profile (uint8 io, the variant that maps)
+    # int8 post-training quantization methods (converters/ptq.py); defaults chosen by measurement
+    equalize: bool | None = None  # cross-layer equalization; None: on with per_tensor only
+    ranges: str = "minmax"  # activation ranges: minmax | mse
+    # none | analytic | empirical (analytic, then measured) | auto (the best of the three on
+    # calibration samples)
+    bias_correction: str = "auto"
+    adaround: bool = False  # learned weight rounding (slow: minutes)
     path: str = "tfmobile"  # or "stock": TFLiteConverter.from_keras_model as TF's guide shows
 
     def __post_init__(self):
@@ -148,11 +157,19 @@ class Conversion:
         def normalize(name, value):  # frozen: set once, here
             object.__setattr__(self, name, value)
 
+        _require(self.ranges in RANGES, "conversion.ranges", f"one of {', '.join(RANGES)}",
+                 self.ranges)
+        _require(self.bias_correction in BIAS_CORRECTIONS, "conversion.bias_correction",
+                 f"one of {', '.join(BIAS_CORRECTIONS)}", self.bias_correction)
         normalize("io_type", io_type)
         normalize("denylist", tuple(sorted(self.denylist)))
         if self.mode != "int8" or self.path == "stock":  # int8 options of tfmobile's converter
             for name in ("per_tensor", "expand_hard_swish", "denylist", "edgetpu"):
                 normalize(name, _DEFAULTS[name])
+            for name, value in _BEFORE_PTQ_METHODS.items():  # none of them applies
+                normalize(name, value)
+        if self.equalize is None:
+            normalize("equalize", self.per_tensor)
         if self.mode != "dynamic" or self.path == "stock":
             normalize("float_depthwise", True)
 
@@ -168,6 +185,15 @@ class Conversion:
             parts.append("hard_swish_op")
         if not self.float_depthwise:
             parts.append("int8_depthwise")
+        if self.mode == "int8" and self.path == "tfmobile":
+            if self.equalize != self.per_tensor:  # the default: on for per-tensor weights only
+                parts.append("cle" if self.equalize else "nocle")
+            if self.ranges != _DEFAULTS["ranges"]:
+                parts.append(f"ranges_{self.ranges}")
+            if self.bias_correction != _DEFAULTS["bias_correction"]:
+                parts.append(f"bc_{self.bias_correction}")
+            if self.adaround:
+                parts.append("adaround")
         if self.denylist:
             digest = hashlib.sha256("\n".join(self.denylist).encode()).hexdigest()[:6]
             parts.append(f"denylist{len(self.denylist)}-{digest}")
@@ -180,11 +206,16 @@ class Conversion:
 
     @classmethod
     def from_json(cls, data, where: str = "conversion") -> Conversion:
-        data = _mapping(data, where)
+        data = dict(_mapping(data, where))
+        for name, before in _BEFORE_PTQ_METHODS.items():  # written before these existed
+            data.setdefault(name, before)
         return build_record(cls, {k: v for k, v in data.items() if k in _field_names(cls)}, where)
 
 
 _DEFAULTS = {field.name: field.default for field in dataclasses.fields(Conversion)}
+# What a conversion record without the post-training quantization fields was made with.
+_BEFORE_PTQ_METHODS = {"equalize": False, "ranges": "minmax", "bias_correction": "none",
+                       "adaround": False}
 
 
 @dataclasses.dataclass(frozen=True)

@@ -102,6 +102,9 @@ def load(model: keras.Model, entry: ModelEntry, weights, **build_args) -> None:
         split_grouped(build(entry.name, weights=weights, **{**build_args, "split_groups": False}),
                       model)
         return
+    if str(weights).lower().endswith(".tflite"):
+        load_tflite(model, weights)
+        return
     if weights != "imagenet":
         try:
             model.load_weights(os.fspath(weights))
@@ -136,6 +139,20 @@ def load(model: keras.Model, entry: ModelEntry, weights, **build_args) -> None:
             "there, or pass weights=PATH to a .weights.h5 file."
         ) from err
     port_weights(published, model)
+
+
+def load_tflite(model: keras.Model, path) -> None:
+    """The weights of a published float .tflite classifier, checked against its own outputs on
+    the embedded photographs (when it takes the model's input size). ValueError, one line."""
+    from calibration import sources
+    from calibration.preprocess import Preprocessing
+    from tfmobile.models import tflite_weights
+
+    facts = tflite_weights.port_tflite(path, model)
+    size = int(model.input_shape[1])
+    if facts["input_size"] == size:
+        images = Preprocessing(size).batch(sources.load(sources.EMBEDDED).images)
+        tflite_weights.check_outputs(path, model, facts, images, model.name)
 
 
 def _is_download_failure(err: Exception) -> bool:
