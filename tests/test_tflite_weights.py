@@ -202,3 +202,22 @@ def test_int8_against_float_on_labelled_photographs(tmp_path):
     assert found["reference"]["top1"] == pytest.approx(13 / 20)  # the published model's
     assert found["paired"]["top1_agreement"] >= 0.8
     assert found["class_order"] == "model"  # the ported model carries its classes
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--weights", "{bad}"], "is not a .tflite model (no TFL3 file identifier)"),
+    (["--drop_background"], "--drop_background applies to --weights of a 1001-class .tflite"),
+    (["--weights", str(PUBLISHED), "--alpha", "1.0"],
+     "does not match layer 'b0' (Conv2D, kernel (3, 3, 3, 32))"),
+])
+def test_weights_that_cannot_be_ported_are_one_line(tmp_path, args, message):
+    bad = tmp_path / "damaged.tflite"
+    bad.write_bytes(b"garbage")
+    result = subprocess.run([sys.executable, "-m", "tfmobile.convert", "--model", "mobilenet_v1",
+                             "--alpha", "0.25", *[a.format(bad=bad) for a in args],
+                             "--output_dir", str(tmp_path / "out")],
+                            capture_output=True, text=True, timeout=600)
+    assert result.returncode == 2
+    lines = result.stderr.strip().splitlines()
+    assert message in lines[-1] and lines[-1].startswith("tfmobile.convert: error:")
+    assert not (tmp_path / "out").exists() or not list((tmp_path / "out").iterdir())
