@@ -173,13 +173,6 @@ def _float_weights(float_model, name: str) -> np.ndarray | None:
     return None
 
 
-def _output_channels(kind: str, values: np.ndarray) -> np.ndarray:
-    """A filter as (output channel, everything that channel sums over)."""
-    if kind == "DEPTHWISE_CONV_2D":  # (1, h, w, C): channel c sums over its own h x w taps
-        return values.reshape(-1, values.shape[-1]).T
-    return values.reshape(values.shape[0], -1)  # (out, h, w, in) or (out, in)
-
-
 def _add_to_bias(model, graph, op, delta: np.ndarray) -> bool:
     """Adds `delta` (float, per output channel) to the op's int32 bias, giving a bias to an
     int8 op that has none (the converter drops an all-zero one); False for a float op."""
@@ -380,7 +373,7 @@ def _set_float_constant(model, graph, index: int, values: np.ndarray) -> None:
 
 
 def equalize(content: bytes, channel_max: dict[str, np.ndarray] | None = None,
-             sweeps: int = 4, relu6_to_relu: bool = False) -> tuple[bytes, int]:
+             sweeps: int = 4) -> tuple[bytes, int]:
     """Cross-layer equalization of a float .tflite: for every conv or depthwise conv whose output
     feeds exactly one conv or depthwise conv, output channel c of the first is divided by s_c
     and input channel c of the second multiplied by it, with s_c = sqrt(r1_c / r2_c) (r: the
@@ -389,8 +382,10 @@ def equalize(content: bytes, channel_max: dict[str, np.ndarray] | None = None,
     A fused RELU6 moves with the scale: channel c then clips at 6 s_c instead of 6. With
     `channel_max` (the largest value each op output's channels reach on the calibration images,
     keyed by tensor name), s_c is kept where the function does not change on those images:
-    a channel that reaches the clip keeps s_c = 1, one that stays below m_c may shrink by any
-    s_c >= m_c / 6. Returns the model and how many pairs were equalized.
+    a channel that reaches the clip keeps s_c = 1; one whose maximum m_c stays below it may
+    shrink freely (its clip, 6 s_c, was never reached) and grow while s_c >= 2 m_c / 6 (twice
+    its calibration maximum stays under the clip). Without `channel_max`, pairs with a fused
+    RELU6 are left alone. Returns the model and how many pairs were found.
     """
     model = litert.read_model(content)
     graph = model.subgraphs[0]
@@ -442,9 +437,6 @@ def equalize(content: bytes, channel_max: dict[str, np.ndarray] | None = None,
             live = (r1 > 0) & (r2 > 0)
             scale[live] = np.sqrt(r1[live] / r2[live])
             clip = _HOMOGENEOUS[activation]
-            if clip is not None and relu6_to_relu:
-                op.builtinOptions.fusedActivationFunction = _schema().ActivationFunctionType.RELU
-                activation, clip = "RELU", None
             if clip is not None:
                 m = maxes.get(id(op))
                 if m is None:
@@ -489,7 +481,6 @@ def channel_maxima(content: bytes, samples: Iterable[np.ndarray]) -> dict[str, n
 # AdaRound's rectified sigmoid and schedule (Nagel et al. 2020, section 4 and appendix).
 _ZETA, _GAMMA = 1.1, -0.1
 ADAROUND_ITERATIONS = 400
-ADAROUND_SAMPLES = 32
 
 
 def adaround(quantized: bytes, float_content: bytes, samples: np.ndarray,
