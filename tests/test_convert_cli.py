@@ -1,5 +1,6 @@
 """python -m tfmobile.convert as a user runs it: artifacts, reports and bad input."""
 
+import dataclasses
 import json
 import subprocess
 import sys
@@ -53,6 +54,7 @@ def test_int8_writes_a_fully_integer_model_and_its_report(tmp_path, photo_batch)
     # It loads, allocates and runs in LiteRT.
     logits = litert.run(litert.load(content), photo_batch(96)[:2])
     assert logits.shape == (2, 10) and np.isfinite(logits).all()
+    check_fidelity_warnings(typed)
 
 
 @pytest.mark.slow
@@ -275,3 +277,23 @@ def test_trained_weights_carry_their_class_order_into_the_model(tmp_path):
                        "--weights", str(weights), "--num_classes", "5")
     assert mismatch.returncode == 2
     assert "trained on 3 classes" in mismatch.stderr and len(mismatch.stderr.splitlines()) == 1
+
+
+def check_fidelity_warnings(report):
+    """The summary warns on poor fidelity: low SQNR always, low top-1 agreement for trained
+    weights only (an untrained network's top two scores are nearly equal)."""
+    from tfmobile.convert import fidelity_warnings
+
+    def judged(weights, agreement, sqnr):
+        return fidelity_warnings(dataclasses.replace(
+            report, model=dataclasses.replace(report.model, weights=weights),
+            fidelity=dataclasses.replace(report.fidelity, top1_agreement=agreement, sqnr_db=sqnr)))
+
+    assert judged(records.RANDOM_INIT, 0.5, 31.0) == []
+    assert judged(records.RANDOM_INIT, 1.0, 12.0)[0].startswith("poor fidelity")
+    assert any("random weights" in line for line in judged(records.RANDOM_INIT, 1.0, 12.0))
+    trained = judged("trained.weights.h5", 0.5, 31.0)
+    assert trained[0].startswith("poor fidelity") and "50%" in trained[0]
+    assert not any("random weights" in line for line in trained)
+    assert "its error outweighs its signal" in judged("trained.weights.h5", 0.9, -2.0)[0]
+    assert judged("trained.weights.h5", 0.9, 20.0) == []
