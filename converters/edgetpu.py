@@ -64,10 +64,7 @@ def _schema():
     return schema
 
 
-@functools.cache
-def _names(enum: str) -> dict[int, str]:
-    """Value -> name of one of the schema's enums, e.g. _names("TensorType")[9] == "INT8"."""
-    return {v: k for k, v in vars(getattr(_schema(), enum)).items() if not k.startswith("_")}
+_names = litert.enum_names
 
 
 # --- The graph, as the rules need to see it ----------------------------------------------------

@@ -9,6 +9,7 @@ a copy that tests/test_layering.py keeps identical.
 from __future__ import annotations
 
 import collections
+import functools
 import json
 
 import numpy as np
@@ -26,28 +27,48 @@ def interpreter_class():
     return Interpreter
 
 
-def load(model: bytes | str, num_threads: int = 1):
-    """An allocated interpreter (with XNNPACK, LiteRT's default CPU delegate)."""
+def load(model: bytes | str, num_threads: int = 1, *, reference_kernels: bool = False,
+         keep_all_tensors: bool = False):
+    """An allocated interpreter (with XNNPACK, LiteRT's default CPU delegate).
+
+    `reference_kernels`: the builtin kernels alone, which announce nothing on stderr and fuse
+    nothing away; `keep_all_tensors` makes every intermediate tensor readable after invoke()
+    (it needs the reference kernels: XNNPACK would not keep them)."""
     Interpreter = interpreter_class()
+    options = {"num_threads": num_threads}
+    if reference_kernels or keep_all_tensors:
+        from ai_edge_litert import interpreter as interpreter_lib
+
+        options["experimental_op_resolver_type"] = \
+            interpreter_lib.OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES
+    if keep_all_tensors:
+        options["experimental_preserve_all_tensors"] = True
     if isinstance(model, (bytes, bytearray)):
-        interpreter = Interpreter(model_content=bytes(model), num_threads=num_threads)
+        interpreter = Interpreter(model_content=bytes(model), **options)
     else:
-        interpreter = Interpreter(model_path=str(model), num_threads=num_threads)
+        interpreter = Interpreter(model_path=str(model), **options)
     interpreter.allocate_tensors()
     return interpreter
 
 
+def set_input(interpreter, image: np.ndarray) -> None:
+    """Sets one preprocessed float image as the batch-1 model's input, quantized with the
+    input's scale and zero point where the input is an integer."""
+    (inp,) = interpreter.get_input_details()
+    x = image[None].astype(np.float32)
+    if inp["dtype"] != np.float32:
+        scale, zero = inp["quantization"]
+        info = np.iinfo(inp["dtype"])
+        x = np.clip(np.round(x / scale + zero), info.min, info.max)
+    interpreter.set_tensor(inp["index"], x.astype(inp["dtype"]))
+
+
 def run(interpreter, images: np.ndarray) -> np.ndarray:
     """Runs a batch-1 model over each image of `images` (float, already preprocessed)."""
-    (inp,), (out,) = interpreter.get_input_details(), interpreter.get_output_details()
+    (out,) = interpreter.get_output_details()
     results = []
     for image in images:
-        x = image[None]
-        if inp["dtype"] != np.float32:  # an integer input: quantize with its scale/zero point
-            scale, zero = inp["quantization"]
-            info = np.iinfo(inp["dtype"])
-            x = np.clip(np.round(x / scale + zero), info.min, info.max)
-        interpreter.set_tensor(inp["index"], x.astype(inp["dtype"]))
+        set_input(interpreter, image)
         interpreter.invoke()
         y = interpreter.get_tensor(out["index"])[0]
         if out["dtype"] != np.float32:
@@ -77,6 +98,20 @@ def builtin_op_names() -> set[str]:
     from ai_edge_litert import schema_py_generated as schema
 
     return {k for k in vars(schema.BuiltinOperator) if not k.startswith("_")}
+
+
+@functools.cache
+def enum_names(enum: str) -> dict[int, str]:
+    """Value -> name of one of the schema's enums, e.g. enum_names("TensorType")[9] == "INT8"."""
+    from ai_edge_litert import schema_py_generated as schema
+
+    return {v: k for k, v in vars(getattr(schema, enum)).items() if not k.startswith("_")}
+
+
+def fused_activation(op) -> str:
+    """The name of an op's fused activation (NONE, RELU, RELU6, ...), NONE for an op without."""
+    value = getattr(op.builtinOptions, "fusedActivationFunction", 0)
+    return enum_names("ActivationFunctionType").get(value, f"unknown ({value})")
 
 
 def op_name(code) -> str:

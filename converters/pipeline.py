@@ -87,6 +87,11 @@ def draw(images: list[np.ndarray], count: int, seed: int) -> tuple[list[np.ndarr
     return sources.expand(images, count, seed=seed), True
 
 
+def spread(batch: np.ndarray, count: int) -> np.ndarray:
+    """Up to `count` samples of `batch` taken at an even stride (its order follows the source's)."""
+    return batch[:: max(len(batch) // count, 1)][:count]
+
+
 def correct_biases(content: bytes, calibrated: bytes, stats, samples: np.ndarray, method: str,
                    progress) -> tuple[bytes, dict]:
     """The int8 model with its biases corrected as `method` says, and what was done.
@@ -160,8 +165,7 @@ def convert(
             stats = None
             if conversion.ranges == "mse" or conversion.bias_correction != "none":
                 # Means and histograms settle long before calibration's min/max does.
-                stats = ptq.activation_stats(
-                    calibrated, cal_batch[:: max(len(cal_batch) // STATS_SAMPLES, 1)][:STATS_SAMPLES])
+                stats = ptq.activation_stats(calibrated, spread(cal_batch, STATS_SAMPLES))
             ranges_set = 0
             if conversion.ranges == "mse":
                 calibrated, ranges_set = ptq.mse_ranges(calibrated, stats)
@@ -181,8 +185,7 @@ def convert(
             layers_rounded = 0
             if conversion.adaround:  # before bias correction, which corrects what it rounded
                 content, layers_rounded = ptq.adaround(
-                    content, calibrated, cal_batch[:: max(len(cal_batch) // ADAROUND_SAMPLES, 1)]
-                    [:ADAROUND_SAMPLES], progress=wrap)
+                    content, calibrated, spread(cal_batch, ADAROUND_SAMPLES), progress=wrap)
             hard_swish_expanded = 0
             if conversion.expand_hard_swish:
                 content, hard_swish_expanded = rewrite.expand_hard_swish(content)

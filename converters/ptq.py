@@ -41,15 +41,9 @@ def _schema():
     return schema
 
 
-def _interpreter(content: bytes):
-    from ai_edge_litert import interpreter as interpreter_lib
-
-    # Every intermediate tensor readable: no delegate (XNNPACK would fuse them away).
-    interpreter = litert.interpreter_class()(
-        model_content=content, experimental_preserve_all_tensors=True,
-        experimental_op_resolver_type=interpreter_lib.OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES)
-    interpreter.allocate_tensors()
-    return interpreter
+def _tensors_kept(content: bytes):
+    """Every intermediate tensor readable: the reference kernels (XNNPACK would fuse them away)."""
+    return litert.load(content, keep_all_tensors=True)
 
 
 @dataclasses.dataclass
@@ -77,14 +71,13 @@ def activation_stats(calibrated: bytes, samples: Iterable[np.ndarray]) -> dict[i
         quant = graph.tensors[index].quantization
         if quant is not None and quant.min is not None and len(quant.min) == 1:
             bounds[index] = (float(quant.min[0]), float(quant.max[0]))
-    interpreter = _interpreter(calibrated)
-    (inp,) = interpreter.get_input_details()
+    interpreter = _tensors_kept(calibrated)
     sums: dict[int, np.ndarray] = {}
     maxes: dict[int, np.ndarray] = {}
     hists = {i: np.zeros(BINS, np.int64) for i in bounds}
     count = 0
     for sample in samples:
-        interpreter.set_tensor(inp["index"], sample[None].astype(np.float32))
+        litert.set_input(interpreter, sample)
         interpreter.invoke()
         count += 1
         for index in indices:
@@ -266,10 +259,9 @@ def correct_bias_empirically(quantized: bytes, float_content: bytes, samples: np
     clipping shift, not only the weights'). A channel's shift is corrected where it exceeds
     twice its standard error over the samples; channels the fused activation clips most of the
     time are left alone: there the output mean does not follow the bias."""
-    float_interp = _interpreter(float_content)
+    float_interp = _tensors_kept(float_content)
     float_graph = litert.read_model(float_content).subgraphs[0]
     float_index = {t.name.decode(errors="replace"): i for i, t in enumerate(float_graph.tensors)}
-    (finp,) = float_interp.get_input_details()
     float_out: dict[int, list] = {}
     model = litert.read_model(quantized)
     graph = model.subgraphs[0]
@@ -285,7 +277,7 @@ def correct_bias_empirically(quantized: bytes, float_content: bytes, samples: np
             bounds[wanted[name]] = ((-128 - quant.zeroPoint[0]) * quant.scale[0],
                                     (127 - quant.zeroPoint[0]) * quant.scale[0])
     for sample in samples:
-        float_interp.set_tensor(finp["index"], sample[None].astype(np.float32))
+        litert.set_input(float_interp, sample)
         float_interp.invoke()
         for index in wanted.values():
             value = float_interp.get_tensor(index)
@@ -306,7 +298,7 @@ def correct_bias_empirically(quantized: bytes, float_content: bytes, samples: np
         interp = _interpreter_reading(model, graph, int(op.outputs[0]))
         means, clipped = [], []
         for sample in samples:
-            _feed(interp, sample)
+            litert.set_input(interp, sample)
             interp.invoke()
             q = interp.get_tensor(op.outputs[0]).astype(np.float64)
             means.append(_channel_means((q - out.quantization.zeroPoint[0]) * out.quantization.scale[0]))
@@ -337,29 +329,11 @@ def _interpreter_reading(model, graph, tensor: int):
         graph.outputs = outputs
 
 
-def _feed(interpreter, sample: np.ndarray) -> None:
-    """Sets a preprocessed float image as the model's input, quantized where the input is."""
-    (inp,) = interpreter.get_input_details()
-    x = sample[None].astype(np.float32)
-    if inp["dtype"] != np.float32:
-        scale, zero = inp["quantization"]
-        info = np.iinfo(inp["dtype"])
-        x = np.clip(np.round(x / scale + zero), info.min, info.max)
-    interpreter.set_tensor(inp["index"], x.astype(inp["dtype"]))
-
-
 def _channel_means(value: np.ndarray) -> np.ndarray:
     return value.reshape(-1, value.shape[-1]).mean(axis=0, dtype=np.float64)
 
 
 _HOMOGENEOUS = {"NONE": None, "RELU": None, "RELU6": 6.0}  # fused activation -> its clip
-
-
-def _fused_activation(op) -> str:
-    schema = _schema()
-    names = {v: k for k, v in vars(schema.ActivationFunctionType).items() if not k.startswith("_")}
-    options = op.builtinOptions
-    return names.get(getattr(options, "fusedActivationFunction", 0), "?")
 
 
 def _float_constant(model, graph, index: int) -> np.ndarray:
@@ -405,7 +379,7 @@ def equalize(content: bytes, channel_max: dict[str, np.ndarray] | None = None,
         if out in outputs or len(nxt) != 1 or names[nxt[0].opcodeIndex] not in (
                 "CONV_2D", "DEPTHWISE_CONV_2D") or int(nxt[0].inputs[0]) != out:
             continue
-        activation = _fused_activation(op)
+        activation = litert.fused_activation(op)
         if activation not in _HOMOGENEOUS:
             continue
         if kind == "DEPTHWISE_CONV_2D" and op.builtinOptions.depthMultiplier not in (0, 1):
@@ -465,11 +439,10 @@ def channel_maxima(content: bytes, samples: Iterable[np.ndarray]) -> dict[str, n
     model = litert.read_model(content)
     graph = model.subgraphs[0]
     indices = sorted({int(t) for op in graph.operators for t in op.outputs})
-    interpreter = _interpreter(content)
-    (inp,) = interpreter.get_input_details()
+    interpreter = _tensors_kept(content)
     maxes: dict[int, np.ndarray] = {}
     for sample in samples:
-        interpreter.set_tensor(inp["index"], sample[None].astype(np.float32))
+        litert.set_input(interpreter, sample)
         interpreter.invoke()
         for index in indices:
             value = interpreter.get_tensor(index)
@@ -506,7 +479,7 @@ def adaround(quantized: bytes, float_content: bytes, samples: np.ndarray,
     int8 = _schema().TensorType.INT8
     ops = [(op, kind) for _, op, kind in _weighted_ops(model)
            if graph.tensors[op.inputs[1]].type == int8 and graph.tensors[op.inputs[0]].type == int8]
-    float_interp = _interpreter(float_content)
+    float_interp = _tensors_kept(float_content)
     changed = 0
     rng = np.random.default_rng(0)
     for op, kind in progress(ops, len(ops), "learning rounding"):
@@ -518,16 +491,15 @@ def adaround(quantized: bytes, float_content: bytes, samples: np.ndarray,
         values, scale, axis = _int_weights(model, graph, op.inputs[1])
         if kind == "CONV_2D" and values.shape[-1] != graph.tensors[op.inputs[0]].shape[-1]:
             continue  # a grouped conv: TensorFlow has no CPU kernel to learn it with
-        interp = _interpreter(litert.write_model(model))
+        interp = _tensors_kept(litert.write_model(model))
         x_tensor = graph.tensors[op.inputs[0]]
         x_scale, x_zero = x_tensor.quantization.scale[0], x_tensor.quantization.zeroPoint[0]
         float_inputs, quant_inputs = [], []
         for sample in samples:
-            float_interp.set_tensor(float_interp.get_input_details()[0]["index"],
-                                    sample[None].astype(np.float32))
+            litert.set_input(float_interp, sample)
             float_interp.invoke()
             float_inputs.append(float_interp.get_tensor(float_index[input_name])[0])
-            _feed(interp, sample)
+            litert.set_input(interp, sample)
             interp.invoke()
             q = interp.get_tensor(op.inputs[0])[0].astype(np.float32)
             quant_inputs.append((q - x_zero) * x_scale)

@@ -137,7 +137,7 @@ def test_adaround_beats_rounding_to_nearest_on_the_layers_output(small):
     quantized = quantize.quantize(calibrated)
     rounded, changed = ptq.adaround(quantized, calibrated, samples[:16], iterations=120)
     assert changed >= 1
-    float_interp = ptq._interpreter(calibrated)
+    float_interp = litert.load(calibrated, keep_all_tensors=True)
     graph = litert.read_model(rounded).subgraphs[0]
     names = [litert.op_name(c) for c in litert.read_model(rounded).operatorCodes]
     (pointwise,) = [op for op in graph.operators if names[op.opcodeIndex] == "CONV_2D"
@@ -147,13 +147,13 @@ def test_adaround_beats_rounding_to_nearest_on_the_layers_output(small):
     float_index = [i for i, t in enumerate(float_graph.tensors) if t.name.decode() == output_name][0]
 
     def layer_error(made):
-        interp = ptq._interpreter(made)
+        interp = litert.load(made, keep_all_tensors=True)
         out = litert.read_model(made).subgraphs[0].tensors[pointwise.outputs[0]].quantization
         total = 0.0
         for sample in samples[16:]:
-            float_interp.set_tensor(float_interp.get_input_details()[0]["index"], sample[None])
+            litert.set_input(float_interp, sample)
             float_interp.invoke()
-            ptq._feed(interp, sample)
+            litert.set_input(interp, sample)
             interp.invoke()
             q = (interp.get_tensor(pointwise.outputs[0]).astype(np.float32) - out.zeroPoint[0]) \
                 * out.scale[0]

@@ -110,10 +110,8 @@ def read_layers(content: bytes) -> tuple[list[TfliteLayer], dict]:
         else:  # (out, in) -> (in, out)
             kernel = filt.T
         tensor_name = graph.tensors[op.inputs[1]].name.decode(errors="replace")
-        activations = {v: k for k, v in vars(schema.ActivationFunctionType).items()
-                       if not k.startswith("_")}
-        activation = activations.get(getattr(options, "fusedActivationFunction", 0), "NONE")
-        layers.append(TfliteLayer(index, kind, tensor_name, kernel, bias, strides, activation))
+        layers.append(TfliteLayer(index, kind, tensor_name, kernel, bias, strides,
+                                  litert.fused_activation(op)))
     output_shape = list(graph.tensors[graph.outputs[0]].shape)
     last = names[graph.operators[-1].opcodeIndex] if graph.operators else ""
     facts = {"input_size": int(input_tensor.shape[1]) if len(input_tensor.shape) == 4 else None,
@@ -257,14 +255,8 @@ def check_outputs(path, model, facts: dict, images: np.ndarray, what: str) -> fl
     `images` (preprocessed to the model's input size); PortError when they disagree."""
     from converters import litert
 
-    from ai_edge_litert import interpreter as interpreter_lib
-
     # The reference kernels: no delegate to announce itself on stderr, nothing to fuse away.
-    interpreter = litert.interpreter_class()(
-        model_content=_read(path),
-        experimental_op_resolver_type=interpreter_lib.OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES)
-    interpreter.allocate_tensors()
-    published = litert.run(interpreter, images)
+    published = litert.run(litert.load(_read(path), reference_kernels=True), images)
     ported = model.predict(images, verbose=0, batch_size=16)
     if facts["background_dropped"]:
         published = published[:, 1:]
