@@ -15,19 +15,23 @@ import json
 import math
 import pathlib
 import shlex
+import statistics
 import threading
 import time
 import uuid
 from importlib import metadata
 
-from android_bench import benchmark_model, probe
+from android_bench import benchmark_model, device_runner, op_profile, probe
 from android_bench.results import Store
 from android_bench.targets import Target, TargetError
+from tfmobile_core import atomic
 from tfmobile_core.records import (BenchConfig, BenchmarkRecord, Metrics, ModelFile,
                                    RecordError, RunInfo, build_record)
 
 DELEGATES = ("cpu", "xnnpack", "gpu", "nnapi", "edgetpu")
 DEVICE_RUNNER = pathlib.Path(__file__).with_name("device_runner.py")
+THROTTLE_THRESHOLD = 0.1  # latency up, or frequency down, by more than this is throttling
+NNAPI_DEPRECATED_SDK = 35  # Android 15
 Config = BenchConfig  # the record is the configuration
 
 
@@ -57,10 +61,32 @@ class DeviceRunner:
     def files(self) -> dict[str, pathlib.Path]:
         return {"device_runner.py": DEVICE_RUNNER}
 
-    def command(self, model_remote: str, config: Config) -> str:
-        return shlex.join([self.python, "device_runner.py", model_remote,
-                           "--threads", str(config.threads), "--warmup", str(config.warmup_runs),
-                           "--runs", str(config.num_runs), "--delegate", config.delegate])
+    def unsupported(self, config: Config) -> str | None:
+        """Why this runner cannot run `config`, or None."""
+        if config.delegate not in self.delegates:
+            return (f"the {self.name} runner has no {config.delegate} delegate "
+                    f"({', '.join(self.delegates)})")
+        if config.op_profiling:
+            return ("the LiteRT Python API gives no per-op profile; time the model with "
+                    "--runner benchmark_model (TFLite's tool) for one")
+        return None
+
+    def command(self, model_remote: str, config: Config,
+                references: tuple[str, str, str] | None = None) -> str:
+        """`references`: the pushed inputs and outputs of the check, and their runtime."""
+        argv = [self.python, "device_runner.py", model_remote,
+                "--threads", str(config.threads), "--warmup", str(config.warmup_runs),
+                "--runs", str(config.num_runs), "--delegate", config.delegate]
+        if config.runtime != "interpreter":
+            argv += ["--runtime", config.runtime]
+        if config.duration_s:
+            argv += ["--duration_s", f"{config.duration_s:g}"]
+        if config.require_full_delegation:
+            argv.append("--require_full_delegation")
+        if references:
+            argv += ["--inputs", references[0], "--expect", references[1],
+                     "--reference_runtime", references[2]]
+        return shlex.join(argv)
 
     def parse(self, stdout: str, stderr: str, returncode: int, config: Config) -> Metrics:
         lines = [line for line in stdout.splitlines() if line.startswith("{")]
@@ -68,6 +94,10 @@ class DeviceRunner:
             raise CellFailed(f"{self.python} not found on the target ({_tail(stderr or stdout, 1)}"
                              "): name the Python that has LiteRT, ssh:user@host:python=PATH or "
                              "--ssh_python")
+        if not lines and returncode in (132, -4):  # killed by SIGILL (128 + 4 from a shell)
+            raise CellFailed("the runtime died on an illegal instruction (SIGILL): it was built "
+                             "for a newer CPU than this one (see the target's cpu_features); "
+                             "try the other API (--runtime) or an older runtime build")
         if not lines:
             raise CellFailed(f"device runner printed no result (exit {returncode}): "
                              f"{_tail(stderr or stdout)}")
@@ -81,7 +111,8 @@ class DeviceRunner:
             raise CellFailed(result.get("reason") or f"device runner exit {returncode}")
         fields = {key: result.get(key) for key in (
             "init_ms", "first_ms", "warmup_avg_ms", "runs", "peak_rss_mb", "partitions",
-            "ops_outside_delegate", "edgetpu_ops", "runtime")}
+            "ops_outside_delegate", "edgetpu_ops", "runtime", "check", "sustained",
+            "fully_accelerated")}
         return _metrics({"latency_ms": result.get("latency_ms"), "latency_statistic": "median",
                          **fields}, "device runner")
 
@@ -98,14 +129,35 @@ class BenchmarkModelRunner:
     def files(self) -> dict[str, pathlib.Path]:
         return {"benchmark_model": self.binary}
 
-    def command(self, model_remote: str, config: Config) -> str:
-        args = benchmark_model.flags(model_remote, num_threads=config.threads,
-                                     warmup_runs=config.warmup_runs, num_runs=config.num_runs,
-                                     delegate=config.delegate)
-        return shlex.join(["./benchmark_model", *args])
+    def unsupported(self, config: Config) -> str | None:
+        if config.runtime != "interpreter":
+            return ("benchmark_model times the Interpreter; time the CompiledModel API with "
+                    "--runner device_runner (a Python with ai_edge_litert 2 on the target)")
+        if config.check:
+            return ("benchmark_model cannot check outputs against references; check them with "
+                    "--runner device_runner (a Python with LiteRT on the target)")
+        return None
+
+    def command(self, model_remote: str, config: Config,
+                references: tuple[str, str, str] | None = None) -> str:
+        extra = {"report_peak_memory_footprint": True}
+        if config.op_profiling:
+            extra["enable_op_profiling"] = True
+        if config.require_full_delegation:
+            extra["require_full_delegation"] = True
+        tool_flags = dict(num_threads=config.threads, warmup_runs=config.warmup_runs,
+                          num_runs=config.num_runs, delegate=config.delegate, extra=extra)
+        if config.duration_s:
+            return benchmark_model.sustained_script(model_remote, config.duration_s, **tool_flags)
+        return shlex.join(["./benchmark_model", *benchmark_model.flags(model_remote, **tool_flags)])
 
     def parse(self, stdout: str, stderr: str, returncode: int, config: Config) -> Metrics:
         text = stdout + "\n" + stderr
+        if config.duration_s:
+            return self._parse_sustained(stdout, returncode, config)
+        if benchmark_model.CPU_FALLBACK in text:
+            raise CellFailed(f"--require_full_delegation: the {config.delegate} delegate did not "
+                             f"take the whole graph (benchmark_model: {benchmark_model.CPU_FALLBACK})")
         try:
             parsed = benchmark_model.parse_output(text)
         except benchmark_model.BenchmarkOutputError as err:
@@ -135,6 +187,29 @@ class BenchmarkModelRunner:
             "warmup_avg_ms": ms(parsed.get("warmup_avg_us")),
             "runs": run.get("count"),
             "peak_rss_mb": parsed.get("peak_mb") or parsed.get("overall_mb"),
+            "op_profile": op_profile.parse(text) if config.op_profiling else None,
+        }, "benchmark_model")
+
+    def _parse_sustained(self, stdout: str, returncode: int, config: Config) -> Metrics:
+        """The windows of a sustained run (benchmark_model.sustained_script) as samples; the
+        latency is the last quarter's, as the device runner reports it."""
+        try:
+            samples = benchmark_model.parse_sustained(stdout)
+        except benchmark_model.BenchmarkOutputError as err:
+            raise CellFailed(str(err)) from None
+        if returncode != 0:
+            raise CellFailed(f"benchmark_model exit {returncode}: {_tail(stdout)}")
+        verdict = device_runner.throttling(samples, THROTTLE_THRESHOLD)
+        settled = samples[-max(1, round(len(samples) * device_runner.SETTLED_SHARE)):]
+        medians = [s["median_ms"] for s in settled]
+        return _metrics({
+            "latency_ms": {"median": statistics.median(medians), "min": min(medians),
+                           "max": max(medians)},
+            "latency_statistic": "median",
+            "runs": sum(s["runs"] or 0 for s in samples),
+            "sustained": {"duration_s": config.duration_s,
+                          "sample_s": benchmark_model.window_seconds(config.duration_s),
+                          "samples": samples, **verdict},
         }, "benchmark_model")
 
     @property
@@ -198,11 +273,14 @@ class Cooldown:
 class TargetWorker:
     """Runs one target's cells in order, pushing each file once and cleaning up after."""
 
-    def __init__(self, target: Target, runner, store: Store, cooldown: Cooldown, on_cell=None):
+    def __init__(self, target: Target, runner, store: Store, cooldown: Cooldown, on_cell=None,
+                 references: dict | None = None):
         self.target = target
         self.runner = runner
         self.store = store
         self.cooldown = cooldown
+        # model sha256 -> (inputs.npz, outputs.npz) computed on the host, for config.check
+        self.references = references or {}
         self.on_cell = on_cell or (lambda record: None)
         self.description: dict | None = None
         self._pushed: set[str] = set()
@@ -224,6 +302,8 @@ class TargetWorker:
             self._push_once(local, remote_name)
         executables = " ".join(shlex.quote(f"{self.target.workdir}/{n}") for n in self.runner.files())
         self.target.shell(f"chmod +x {executables}", timeout=30)
+        if isinstance(self.runner, DeviceRunner):  # the runtime and the CPU as the runner sees them
+            self.description.update(probe.runtime_view(self.target, pushed=True))
 
     def _cpu_mask(self, config: Config) -> tuple[str | None, str | None]:
         """(mask, note): None when no pinning applies."""
@@ -247,22 +327,27 @@ class TargetWorker:
     def run_cell(self, key: str, model: ModelFile, config: Config, cooled: dict | None = None,
                  run: RunInfo | None = None) -> BenchmarkRecord:
         started = _now()
-        if config.delegate not in self.runner.delegates:
+        refused = self.runner.unsupported(config)
+        if config.check and not refused:
+            refused = self._check_refused(model)
+        if refused:
             return self._record(key, model, config, started, "failed", cooldown=cooled, run=run,
-                                reason=f"the {self.runner.name} runner has no {config.delegate} "
-                                       f"delegate ({', '.join(self.runner.delegates)})")
+                                reason=refused)
         remote = self._push_once(pathlib.Path(model.path), f"{model.sha256[:16]}.tflite")
+        references = None
+        if config.check:
+            inputs, outputs, runtime = self.references[model.sha256]
+            references = (self._push_once(inputs, f"{model.sha256[:16]}_inputs.npz"),
+                          self._push_once(outputs, f"{model.sha256[:16]}_expected.npz"), runtime)
         mask, note = self._cpu_mask(config)
-        command = self.runner.command(remote, config)
-        if mask:
-            command = f"taskset {mask} {command}"
+        command = _pinned(self.runner.command(remote, config, references), mask)
         result = self.target.shell(f"cd {shlex.quote(self.target.workdir)} && {command}",
                                    timeout=600)
         raw_name = key if not run or run.rounds == 1 else f"{key}_r{run.round}"
         raw = self.store.save_raw(raw_name, f"$ {command}\n[exit {result.returncode}]\n"
                                        f"--- stdout\n{result.stdout}\n--- stderr\n{result.stderr}")
         fields = {"raw_output": raw, "pinning": {"cpu_mask": mask, "note": note},
-                  "cooldown": cooled, "run": run}
+                  "cooldown": cooled, "run": run, "notes": self._notes(config) or None}
         try:
             metrics = self.runner.parse(result.stdout, result.stderr, result.returncode, config)
         except CellFailed as err:
@@ -273,6 +358,25 @@ class TargetWorker:
                 raise TargetError(gone) from None
             return self._record(key, model, config, started, "failed", reason=str(err), **fields)
         return self._record(key, model, config, started, "ok", metrics=metrics, **fields)
+
+    def _check_refused(self, model: ModelFile) -> str | None:
+        if model.sha256 in self.references:
+            return None
+        if model.compiled_for == "edgetpu":
+            return ("an Edge TPU model cannot be run on this machine for reference outputs; "
+                    "check the int8 model it was compiled from")
+        return "no reference outputs were computed on this machine for this model"
+
+    def _notes(self, config: Config) -> list[str]:
+        """What a reader of the figures must know about this device and configuration."""
+        notes = []
+        sdk = (self.description or {}).get("sdk")
+        if config.delegate == "nnapi" and sdk and str(sdk).isdigit() \
+                and int(sdk) >= NNAPI_DEPRECATED_SDK:
+            notes.append(f"NNAPI is deprecated from Android 15 (this device: SDK {sdk}): its "
+                         "drivers may be missing or unmaintained; Google points to the GPU "
+                         "delegate and LiteRT's NPU accelerators instead")
+        return notes
 
     def run(self, cells: list[tuple[str, ModelFile, Config, RunInfo]]) -> None:
         reason = None
@@ -307,6 +411,53 @@ class TargetWorker:
             self.target.shell(f"rm -rf {shlex.quote(self.target.workdir)}", timeout=60)
         except TargetError:
             pass
+
+
+def host_references(models: list[ModelFile], directory: pathlib.Path, log=None) -> dict:
+    """Reference outputs for the interpreter test (config.check), computed on this machine.
+
+    Each model runs once through the same device runner the boards run, under this Python's
+    LiteRT with XNNPACK, on seeded random inputs (device_runner.random_inputs). The inputs,
+    the outputs and the runtime that made them ("ai_edge_litert==2.3.0", which sets the int8
+    tolerance on a board with another runtime) are kept beside the results: model sha256 ->
+    (inputs.npz, outputs.npz, runtime). Edge TPU models cannot run here and get none.
+    """
+    import subprocess
+    import sys
+
+    directory.mkdir(parents=True, exist_ok=True)
+    found = {}
+    for model in models:
+        if model.compiled_for == "edgetpu" or model.sha256 in found:
+            continue
+        stem = directory / model.sha256[:16]
+        inputs, outputs = stem.with_name(stem.name + "_inputs.npz"), \
+            stem.with_name(stem.name + "_expected.npz")
+        runtime_file = stem.with_name(stem.name + "_runtime.txt")
+        if not (inputs.exists() and outputs.exists() and runtime_file.exists()):
+            if log:
+                log(f"reference outputs on this machine: {model.name}")
+            proc = subprocess.run(
+                [sys.executable, str(DEVICE_RUNNER), model.path, "--runs", "1", "--warmup", "0",
+                 "--save_inputs", str(inputs), "--save_outputs", str(outputs)],
+                capture_output=True, text=True, timeout=600)
+            lines = [line for line in proc.stdout.splitlines() if line.startswith("{")]
+            result = json.loads(lines[-1]) if lines else {}
+            if result.get("status") != "ok":
+                raise CellFailed(f"{model.name} does not run on this machine, so it has no "
+                                 f"reference outputs: {result.get('reason') or _tail(proc.stderr)}")
+            runtime = result["runtime"]
+            atomic.write_bytes(runtime_file, f"{runtime['package']}=={runtime['version']}".encode())
+        found[model.sha256] = (inputs, outputs, runtime_file.read_text().strip())
+    return found
+
+
+def _pinned(command: str, mask: str | None) -> str:
+    """The command under taskset; a loop (a sustained benchmark_model run) is pinned as a
+    whole, its children inheriting the mask."""
+    if not mask:
+        return command
+    return f"taskset {mask} " + (f"sh -c {shlex.quote(command)}" if ";" in command else command)
 
 
 def _now() -> str:
@@ -347,7 +498,7 @@ def plan(targets: list[Target], models: list[ModelFile], configs: list[Config], 
 
 def run_matrix(targets: list[Target], models: list[ModelFile], configs: list[Config],
                runners: dict, store: Store, cooldown: Cooldown, *, resume: bool = False,
-               rounds: int = 1, on_cell=None) -> dict:
+               rounds: int = 1, on_cell=None, references: dict | None = None) -> dict:
     """Runs every cell (`rounds` times, interleaved); returns {"ok": n, "failed": n,
     "skipped": n} counting cell runs (a cell in one round)."""
     done, last_run = store.done_rounds(rounds) if resume else ({}, None)
@@ -363,7 +514,8 @@ def run_matrix(targets: list[Target], models: list[ModelFile], configs: list[Con
         if on_cell:
             on_cell(record)
 
-    workers = [TargetWorker(t, runners[t.name], store, cooldown, on_cell=count) for t in targets]
+    workers = [TargetWorker(t, runners[t.name], store, cooldown, on_cell=count,
+                            references=references) for t in targets]
     threads = [threading.Thread(target=w.run, args=(cells[w.target.name],), name=w.target.name)
                for w in workers]
     for thread in threads:

@@ -21,7 +21,9 @@ these forms, SOURCES.md there says where each was published.
 
 from __future__ import annotations
 
+import math
 import re
+import shlex
 
 # C++ iostream prints doubles like %g (1.24027e+06), int64 as integers, an empty phase's mean as nan.
 _NUMBER = r"[-+]?(?:nan|inf|\d+(?:\.\d*)?(?:[eE][-+]?\d+)?)"
@@ -78,6 +80,8 @@ _DELEGATE_OUTCOMES = [
 ]
 
 _FAILED = "Benchmarking failed."
+# --require_full_delegation refused a delegate that left ops to the CPU (benchmark_tflite_model.cc)
+CPU_FALLBACK = "Disallowed CPU fallback detected."
 
 DELEGATE_FLAGS = {
     "cpu": {"use_xnnpack": False},  # the plain builtin kernels
@@ -188,7 +192,7 @@ def _phases(statistics: list[tuple[int, dict]]) -> tuple[dict | None, dict | Non
 
 
 def flags(graph: str, *, num_threads: int, warmup_runs: int, num_runs: int, delegate: str,
-          extra: dict | None = None) -> list[str]:
+          extra: dict | None = None, max_secs: float | None = None) -> list[str]:
     """The tool's command line for one benchmark of `graph` (a path on the device).
 
     `delegate` is one of DELEGATE_FLAGS; `extra` adds further tool flags, by name without the
@@ -205,6 +209,7 @@ def flags(graph: str, *, num_threads: int, warmup_runs: int, num_runs: int, dele
         # would run far more than asked. Zero seconds make the counts exact. max_secs (150)
         # still stops a phase that overruns; run_stats' count says how many ran.
         "min_secs": 0, "warmup_min_secs": 0,
+        **({"max_secs": f"{max_secs:g}"} if max_secs else {}),
         **DELEGATE_FLAGS[delegate],
     }
     for name, value in (extra or {}).items():
@@ -217,3 +222,66 @@ def flags(graph: str, *, num_threads: int, warmup_runs: int, num_runs: int, dele
 
 def _flag_value(value) -> str:
     return ("true" if value else "false") if isinstance(value, bool) else str(value)
+
+
+# --- Sustained runs ------------------------------------------------------------------------
+# benchmark_model prints statistics only at the end of a run, so a sustained run is a loop of
+# back-to-back windows of a few seconds each; before each window the shell prints the time,
+# every CPU's current frequency and the hottest thermal zone. The model is loaded again for
+# each window (a few tens of milliseconds between windows), the phone's heat is not reset.
+SAMPLE_MARK = "@@tfmobile-sample"
+
+
+def window_seconds(duration_s: float) -> float:
+    """About 20 windows, each 1 to 5 seconds long."""
+    return max(1.0, min(5.0, duration_s / 20))
+
+
+def sustained_script(graph: str, duration_s: float, **tool_flags) -> str:
+    """The shell loop of a sustained run of `duration_s` seconds (flags as for `flags`)."""
+    window = window_seconds(duration_s)
+    tool_flags.update(num_runs=10 ** 9, max_secs=window)  # each window runs for its seconds
+    args = shlex.join(["./benchmark_model", *flags(graph, **tool_flags)])
+    return (
+        f"end=$(( $(date +%s) + {math.ceil(duration_s)} )); "
+        "while [ \"$(date +%s)\" -lt \"$end\" ]; do "
+        f"echo \"{SAMPLE_MARK} t=$(date +%s) "
+        "khz=$(cat /sys/devices/system/cpu/cpu[0-9]*/cpufreq/scaling_cur_freq 2>/dev/null "
+        "| tr '\\n' ,) "
+        "milli_c=$(cat /sys/class/thermal/thermal_zone*/temp 2>/dev/null | sort -n | tail -1)\"; "
+        f"{args} || exit $?; done"
+    )
+
+
+def parse_sustained(text: str) -> list[dict]:
+    """The windows of a sustained run's log: t_s, runs, median_ms (the mean on tools that print
+    no median), mean_khz and hottest_c, as the device runner's samples are."""
+    samples, start = [], None
+    chunks = text.split(SAMPLE_MARK)[1:]
+    for chunk in chunks:
+        header, _, log = chunk.partition("\n")
+        fields = dict(f.split("=", 1) for f in header.split() if "=" in f)
+        try:
+            parsed = parse_output(log)
+        except BenchmarkOutputError:
+            if chunk is chunks[-1]:  # the last window cut short by the end of the run
+                break
+            raise
+        t = int(fields.get("t", "0") or 0)
+        start = t if start is None else start
+        khz = [int(k) for k in fields.get("khz", "").split(",") if k.isdigit()]
+        milli = fields.get("milli_c", "")
+        stats = parsed["run_stats"] or {}
+        typical = parsed["median_us"] if parsed["median_us"] is not None else parsed["avg_us"]
+        samples.append({
+            "t_s": t - start, "runs": stats.get("count"),
+            "median_ms": round(typical / 1000, 4),
+            "max_ms": round(stats["max"] / 1000, 4) if stats.get("max") is not None else None,
+            "mean_khz": round(sum(khz) / len(khz)) if khz else None,
+            "hottest_c": (int(milli) / 1000 if abs(int(milli)) > 200 else float(milli))
+            if re.fullmatch(r"-?\d+", milli) else None,
+        })
+    if not samples:
+        raise BenchmarkOutputError("the sustained run printed no complete window; its output "
+                                   "ended: " + " | ".join(text.strip().splitlines()[-3:]))
+    return samples

@@ -5,12 +5,15 @@
 
 adb devices (USB, `--connect`ed, or a remote `--adb_server`): serial, manufacturer, model,
 SoC, ABI, Android version, cores and each core's maximum frequency (the big cores are the
-fastest). ssh boards: the same from /proc and uname. And `local`, this machine.
+fastest), and the CPU's features. ssh boards and `local` (this machine): the same from /proc
+and uname, and from their Python (the device runner's --describe): the LiteRT runtime, its
+version and APIs, and the CPU's features as the process that runs models sees them.
 """
 
 from __future__ import annotations
 
 import json
+import shlex
 
 from absl import flags
 
@@ -34,10 +37,31 @@ def _line(d: dict) -> str:
     python = None
     if d.get("kind") != "adb" or d.get("python_version"):
         python = f"python {d.get('python')} " + (d.get("python_version") or "not found")
-    parts = [what, soc if soc and soc != what else None, d.get("abi"), os_text,
+    runtime = d.get("runtime") or {}
+    if runtime.get("package"):
+        apis = ", ".join(runtime.get("apis") or [])
+        runtime_text = f"{runtime['package']} {runtime.get('version')}" + (f" ({apis})" if apis
+                                                                           else "")
+    else:
+        runtime_text = f"no LiteRT runtime: {runtime['reason']}" if runtime.get("reason") else None
+    features = d.get("cpu_features")
+    parts = [what, soc if soc and soc != what else None, d.get("machine") or d.get("abi"),
+             os_text,
              f"{d.get('cores')} cores, {freqs}" + (f", big cores mask {big}" if big else ""),
-             python]
+             f"CPU features: {' '.join(kernel_features(features))}" if features else None,
+             python, runtime_text]
     return f"{d['name']:28s} " + "; ".join(p for p in parts if p)
+
+
+# The features that decide which int8 and float kernels XNNPACK runs (arm64, then x86).
+KERNEL_FEATURES = ("asimd", "asimddp", "i8mm", "bf16", "fphp", "sve", "sve2", "sme", "sme2",
+                   "neon", "vfpv4", "avx2", "avx512f", "avx512_vnni", "avx_vnni", "amx_int8")
+
+
+def kernel_features(features: list[str]) -> list[str]:
+    """The ones of KERNEL_FEATURES the CPU has (the full list is in --json)."""
+    shown = [f for f in KERNEL_FEATURES if f in features]
+    return shown or features[:8]
 
 
 def main(argv):
@@ -58,7 +82,11 @@ def main(argv):
     descriptions = []
     for target in found:
         try:
-            descriptions.append(probe.describe(target))
+            description = probe.describe(target)
+            if target.kind != "adb":  # boards and this machine run the Python device runner
+                description.update(probe.runtime_view(target))
+                target.shell(f"rm -rf {shlex.quote(target.workdir)}", timeout=60)
+            descriptions.append(description)
         except targets_lib.TargetError as err:
             descriptions.append({"name": target.name, "kind": target.kind, "error": str(err)})
     descriptions += notes

@@ -31,6 +31,7 @@ raw output beside it); --resume runs only what is missing, rounds included.
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 import os
 import pathlib
@@ -71,6 +72,28 @@ flags.DEFINE_string("cpus", "big", "CPU pinning with taskset: big (the fastest c
                     "or a hex mask such as f0.")
 flags.DEFINE_integer("warmup_runs", 10, "Untimed inferences before the timed ones.", lower_bound=0)
 flags.DEFINE_integer("num_runs", 50, "Timed inferences per cell.", lower_bound=1)
+flags.DEFINE_list("runtime", ["interpreter"], "Device runner: the LiteRT APIs to time, one cell "
+                  "each: interpreter (tflite_runtime's and ai_edge_litert's Interpreter), "
+                  "compiled_model (ai_edge_litert 2's CompiledModel).")
+flags.DEFINE_boolean("expect", False, "Interpreter test: run each model once on this machine "
+                     "(XNNPACK, seeded random inputs) and check every target's outputs against "
+                     "those references: int8 within 1 quantization step on the same runtime, "
+                     "tracking them (SQNR >= 10 dB) on another runtime, whose kernels round "
+                     "differently; float within 1e-4 + 1e-4 x the largest output. A failing "
+                     "cell says whether the outputs still track the host's (kernels rounding "
+                     "differently) or not, and then whether the builtin kernels agree (the "
+                     "delegate's kernels on that CPU at fault) or not (a broken model or "
+                     "runtime). Device runner only.")
+flags.DEFINE_float("duration_s", None, "Sustained run: run each model continuously for this "
+                   "many seconds (instead of --num_runs), sampling latency with CPU frequency "
+                   "and temperature; the latency reported is the last quarter's, and a rise of "
+                   "latency (or fall of frequency) over 10% from the start is flagged as "
+                   "throttling. The comparison draws latency over time.")
+flags.DEFINE_boolean("require_full_delegation", False, "Fail a cell whose delegate leaves any "
+                     "op to the CPU (benchmark_model's --require_full_delegation; the device "
+                     "runner checks its partitions).")
+flags.DEFINE_boolean("op_profiling", False, "benchmark_model: record the per-op profile "
+                     "(--enable_op_profiling); the comparison shows each model's top ops.")
 flags.DEFINE_enum("runner", "auto", ["auto", "benchmark_model", "device_runner"],
                   "How cells are timed: auto = benchmark_model on adb devices, the Python "
                   "device runner elsewhere (use device_runner on an adb device with python3).")
@@ -105,10 +128,21 @@ def configs_from_flags() -> list[bench.Config]:
             re.fullmatch(r"(0x)?[0-9a-fA-F]+", FLAGS.cpus) and int(FLAGS.cpus, 16) > 0):
         raise cli.UsageError(f"--cpus must be big, all or a hex mask of at least one CPU (such as "
                              f"f0), got {FLAGS.cpus!r}")
+    unknown = [r for r in FLAGS.runtime if r not in ("interpreter", "compiled_model")]
+    if unknown or not FLAGS.runtime:
+        raise cli.UsageError(f"--runtime must be interpreter and/or compiled_model, got "
+                             f"{','.join(FLAGS.runtime) or 'nothing'}")
+    if FLAGS.duration_s is not None and not (0 < FLAGS.duration_s < float("inf")):
+        raise cli.UsageError(f"--duration_s must be a positive number of seconds, got "
+                             f"{FLAGS.duration_s}")
     threads = dict.fromkeys(int(t) for t in FLAGS.threads)  # a cell named twice runs once
     return [bench.Config(threads=t, delegate=d, cpus=FLAGS.cpus,
-                         warmup_runs=FLAGS.warmup_runs, num_runs=FLAGS.num_runs)
-            for t, d in itertools.product(threads, dict.fromkeys(FLAGS.delegates))]
+                         warmup_runs=FLAGS.warmup_runs, num_runs=FLAGS.num_runs, runtime=r,
+                         check=FLAGS.expect, duration_s=FLAGS.duration_s,
+                         require_full_delegation=FLAGS.require_full_delegation,
+                         op_profiling=FLAGS.op_profiling)
+            for t, d, r in itertools.product(threads, dict.fromkeys(FLAGS.delegates),
+                                             dict.fromkeys(FLAGS.runtime))]
 
 
 def targets_from_flags() -> list[targets_lib.Target]:
@@ -203,6 +237,12 @@ def main(argv):
         runners = {t.name: runner_for(t) for t in targets}
     except targets_lib.TargetError as err:
         raise cli.Failure(str(err)) from None
+    # A mode no runner of this run has (--expect with benchmark_model alone, say) is a usage
+    # error now; a delegate a runner lacks stays a failed cell with its reason, as before.
+    asked = dataclasses.replace(configs[0], delegate="xnnpack")
+    refusals = {runner.unsupported(asked) for runner in runners.values()}
+    if None not in refusals:
+        raise cli.UsageError(sorted(refusals)[0])
     if any(not e.endswith(".tflite") for e in FLAGS.models):
         cli.quiet_tensorflow(FLAGS.verbose)
     try:
@@ -215,6 +255,13 @@ def main(argv):
         raise cli.Failure(f"converting a zoo model failed: {err}") from None
     except WriteError as err:
         raise cli.Failure(str(err)) from None
+    references = None
+    if FLAGS.expect:
+        try:
+            references = bench.host_references(models, store.raw_dir / "references",
+                                               log=lambda m: print(m, file=sys.stderr))
+        except bench.CellFailed as err:
+            raise cli.Failure(str(err)) from None
     if FLAGS.baseline and FLAGS.compare:
         known = {m.name for m in models} | {r.model.name for r in recorded}
         compare.check_baseline(FLAGS.baseline, known, "the models of this run or of --results")
@@ -224,7 +271,8 @@ def main(argv):
     cooldown = bench.Cooldown(FLAGS.cooldown_s, FLAGS.cooldown_below_c, FLAGS.cooldown_max_s)
     with bar:
         counts = bench.run_matrix(targets, models, configs, runners, store, cooldown,
-                                  resume=FLAGS.resume, rounds=FLAGS.rounds, on_cell=on_cell)
+                                  resume=FLAGS.resume, rounds=FLAGS.rounds, on_cell=on_cell,
+                                  references=references)
     rounds = f" ({FLAGS.rounds} rounds)" if FLAGS.rounds > 1 else ""
     print(f"{total} cells{rounds} on {len(targets)} target(s): {counts['ok']} ok, {counts['failed']} "
           f"failed, {counts['skipped']} already done; results: {store.path}")

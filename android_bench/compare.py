@@ -16,13 +16,41 @@ import pathlib
 import re
 import statistics
 
+from android_bench import op_profile
 from tfmobile_core import atomic, cli
 from tfmobile_core.records import (MODES, ArtifactId, BenchConfig, BenchmarkRecord, Conversion,
                                    Latency, Metrics)
 
 COLUMNS = ["model", "mode", "MACs (M)", "params (M)", "size (MB)", "latency (ms)", "p90 (ms)",
-           "std (ms)", "statistic", "rounds", "partitions", "vs baseline", "vs stock",
-           "int8 speed-up"]
+           "std (ms)", "statistic", "rounds", "peak memory (MB)", "partitions", "vs baseline",
+           "vs stock", "int8 speed-up"]
+
+
+def checked(metrics: Metrics) -> str:
+    """'identical', 'max 1 step', 'max 2.4e-06': what the interpreter test found."""
+    check = metrics.check
+    if not check:
+        return ""
+    worst = check.get("max_abs_diff")
+    if worst == 0:
+        return "identical"
+    units = {row.get("unit") for row in check.get("outputs") or []}
+    if units == {"quantization steps"}:
+        return f"max {worst:g} step{'s' if worst != 1 else ''}"
+    return f"max {worst:.2g}" if worst is not None else ""
+
+
+def sustained(metrics: Metrics) -> str:
+    """'1.24 -> 1.50 ms (+21%), throttled': the first sample against the settled latency."""
+    run = metrics.sustained
+    if not run:
+        return ""
+    text = f"{run['cold_ms']:.2f} -> {run['settled_ms']:.2f} ms"
+    if run.get("latency_rise") is not None:
+        text += f" ({run['latency_rise']:+.0%})"
+    if run.get("frequency_drop"):
+        text += f", frequency {-run['frequency_drop']:+.0%}"
+    return text + (", throttled" if run.get("throttled") else ", steady")
 
 
 def partitions(metrics: Metrics) -> str:
@@ -99,7 +127,8 @@ def group(records: list[BenchmarkRecord]) -> dict[Group, list[BenchmarkRecord]]:
 
 def title(key: Group) -> str:
     target, runner, config = key
-    return f"{target} ({config.label()}, {config.num_runs} runs; {runner})"
+    runs = "" if config.duration_s else f", {config.num_runs} runs"
+    return f"{target} ({config.label()}{runs}; {runner})"
 
 
 def _by_artifact(records: list[BenchmarkRecord]) -> dict:
@@ -134,6 +163,8 @@ def table_rows(records: list[BenchmarkRecord], baseline: str | None = None,
             "std (ms)": f"{stats.std:.2f}" if stats.std is not None else "",
             "statistic": record.metrics.latency_statistic,
             "rounds": spread(record.metrics.rounds),
+            "peak memory (MB)": f"{record.metrics.peak_rss_mb:.1f}"
+            if record.metrics.peak_rss_mb is not None else "",
             "partitions": partitions(record.metrics),
             "vs baseline": f"{_latency(base) / latency:.2f}x" if base else "",
             # > 1: ours is faster than keras.applications converted the stock way
@@ -142,6 +173,13 @@ def table_rows(records: list[BenchmarkRecord], baseline: str | None = None,
         }
         if record.config.delegate == "edgetpu":
             row["on Edge TPU"] = on_edgetpu(record.metrics)
+        if record.config.check:
+            row["check"] = checked(record.metrics)
+        if record.config.duration_s:
+            row["sustained (first -> settled)"] = sustained(record.metrics)
+        if record.config.op_profiling:
+            row["top ops"] = (op_profile.summary(record.metrics.op_profile)
+                              if record.metrics.op_profile else "")
         if accuracy:
             row["top-1"] = f"{accuracy[model.name]:.1%}" if model.name in accuracy else ""
         rows.append(row)
@@ -258,6 +296,56 @@ def plot(records: list[BenchmarkRecord], title: str, path: pathlib.Path,
     plt.close(fig)
 
 
+def latency_over_time(record: BenchmarkRecord, width: int = 12) -> str:
+    """'name: latency over time (ms, at 1, 2, ... s): 1.37 1.10 ...; settled 1.09 ms', at most
+    `width` samples shown, evenly spread."""
+    run = record.metrics.sustained
+    samples = run["samples"]
+    shown = samples if len(samples) <= width else [
+        samples[round(i * (len(samples) - 1) / (width - 1))] for i in range(width)]
+    times = ", ".join(f"{s['t_s']:.1f}" for s in shown[:2]) + (", ..." if len(shown) > 2 else "")
+    values = " ".join(f"{s['median_ms']:.2f}" for s in shown)
+    verdict = "throttled" if run.get("throttled") else "steady"
+    return (f"{record.model.name}: latency over time (ms, at {times} s): {values}; settled "
+            f"{record.metrics.latency_ms.typical:.2f} ms, {verdict} (threshold "
+            f"{run.get('threshold', 0):.0%})")
+
+
+def plot_sustained(records: list[BenchmarkRecord], title: str, path: pathlib.Path) -> None:
+    """Latency over time (and the mean CPU frequency, where read) of sustained runs."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    with_khz = any(s.get("mean_khz") for r in records for s in r.metrics.sustained["samples"])
+    fig, axes = plt.subplots(2 if with_khz else 1, 1, figsize=(7, 6 if with_khz else 4),
+                             sharex=True, squeeze=False)
+    for record in records:
+        samples = record.metrics.sustained["samples"]
+        t = [s["t_s"] for s in samples]
+        line, = axes[0][0].plot(t, [s["median_ms"] for s in samples], marker=".",
+                                label=record.model.name)
+        axes[0][0].axhline(record.metrics.latency_ms.typical, color=line.get_color(),
+                           linestyle=":", linewidth=1)  # the settled latency reported
+        if with_khz:
+            axes[1][0].plot(t, [(s.get("mean_khz") or float("nan")) / 1e6 for s in samples],
+                            color=line.get_color())
+    axes[0][0].set_ylabel("median latency per sample (ms)")
+    axes[0][0].set_ylim(bottom=0)  # a rise of 10% looks like 10%
+    axes[0][0].grid(alpha=0.3)
+    axes[0][0].legend(fontsize=7)
+    if with_khz:
+        axes[1][0].set_ylabel("mean CPU frequency (GHz)")
+        axes[1][0].grid(alpha=0.3)
+    axes[-1][0].set_xlabel("time (s)")
+    fig.suptitle(title, fontsize=10)
+    fig.tight_layout()
+    with atomic.replacing(path) as tmp:
+        fig.savefig(tmp, dpi=120, format="png")
+    plt.close(fig)
+
+
 def file_stem(*parts: str, digest_of: str) -> str:
     """A file name for a table: readable (letters, digits, _ and -: no dot for a suffix to cut
     at, no colon), and unique by a digest of the table's full title, so targets and
@@ -308,7 +396,22 @@ def write_comparison(records: list[BenchmarkRecord], out_dir: pathlib.Path, *,
         stem = file_stem(key[0], key[2].label(), digest_of=heading)
         text, files = write_table(out_dir, stem, table_rows(chosen, baseline, accuracy), heading,
                                   chosen, accuracy)
+        over_time = [r for r in chosen if r.metrics.sustained]
+        if over_time:
+            path = out_dir / f"{stem}_sustained.png"
+            plot_sustained(over_time, f"Sustained: {heading}", path)
+            text += "".join(f"\n{latency_over_time(r)}\n" for r in over_time)
+            atomic.write_bytes(files[0], text.encode())  # the table's .md, with the samples
+            files.append(path)
         written.append((heading, text, files))
+        profiled = [(r.model.name, r.metrics.op_profile) for r in chosen if r.metrics.op_profile]
+        if profiled:
+            ops_heading = f"Top ops: {heading}"
+            text_ops = f"### {ops_heading}\n\n" + op_profile.markdown_table(profiled)
+            atomic.write_bytes(out_dir / f"{stem}_ops.md", text_ops.encode())
+            op_profile.plot(profiled, out_dir / f"{stem}_ops.png")
+            written.append((ops_heading, text_ops,
+                            [out_dir / f"{stem}_ops.md", out_dir / f"{stem}_ops.png"]))
         fd_rows = fd_mobilenet_rows(chosen)
         if fd_rows:
             fd_heading = f"FD-MobileNet at equal MFLOPs: {heading}"

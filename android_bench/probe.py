@@ -6,9 +6,12 @@ and this machine, so `devices` and every result record describe targets the same
 
 from __future__ import annotations
 
+import json
+import pathlib
 import re
 import shlex
 
+from android_bench import device_runner
 from android_bench.targets import Target, TargetError
 
 # Runs under Android's mksh and any POSIX sh; every line is key=value.
@@ -19,6 +22,8 @@ for d in /sys/devices/system/cpu/cpu[0-9]*; do
   f="$d/cpufreq/cpuinfo_max_freq"; [ -r "$f" ] && echo "max_khz.${d##*cpu}=$(cat "$f")"
 done
 grep -m1 -E '^(Hardware|model name|Model)[[:space:]]*:' /proc/cpuinfo \
+  | sed 's/[[:space:]]*:[[:space:]]*/=/; s/^/cpuinfo./'
+grep -m1 -E '^(Features|flags)[[:space:]]*:' /proc/cpuinfo \
   | sed 's/[[:space:]]*:[[:space:]]*/=/; s/^/cpuinfo./'
 [ -r /proc/device-tree/model ] && echo "board=$(tr -d '\000' < /proc/device-tree/model)"
 for z in /sys/class/thermal/thermal_zone[0-9]*; do
@@ -67,6 +72,7 @@ def parse(text: str) -> dict:
         "thermal_c": thermal,
         "taskset": raw.get("has.taskset") == "1",
         "python_version": raw.get("python"),
+        "cpu_features": cpu_features(raw),
     }
     for name, keys in ANDROID_PROPERTIES.items():
         keys = (keys,) if isinstance(keys, str) else keys
@@ -75,6 +81,46 @@ def parse(text: str) -> dict:
         description["model"] = raw.get("board") or raw.get("cpuinfo.model name")
         description["abi"] = ((raw.get("uname") or "").split() or [None])[-1]
     return description
+
+
+def cpu_features(raw: dict) -> list[str] | None:
+    """/proc/cpuinfo's feature list: ARM's "Features" whole, x86's "flags" only where they
+    change which kernels run."""
+    if raw.get("cpuinfo.Features"):
+        return raw["cpuinfo.Features"].split()
+    if raw.get("cpuinfo.flags"):
+        return [f for f in raw["cpuinfo.flags"].split() if f in device_runner.X86_KERNEL_FLAGS]
+    return None
+
+
+def runtime_view(target: Target, pushed: bool = False) -> dict:
+    """The target as its Python sees it (device_runner.py --describe): the LiteRT runtime,
+    its version and APIs, numpy, the machine, and the CPU's features, from the ELF auxiliary
+    vector on arm64. These replace the shell's view where they differ: on a board whose
+    Python runs emulated, or in a container, the process that runs the model is what counts.
+    `pushed`: device_runner.py is already in the target's workdir."""
+    remote = f"{target.workdir}/device_runner.py"
+    if not pushed:
+        target.shell(f"mkdir -p {shlex.quote(target.workdir)}", timeout=30)
+        target.push(pathlib.Path(device_runner.__file__), remote)
+    result = target.shell(f"{shlex.quote(target.python)} {shlex.quote(remote)} --describe",
+                          timeout=300)
+    lines = [line for line in result.stdout.splitlines() if line.startswith("{")]
+    try:
+        facts = json.loads(lines[-1]) if lines else None
+    except ValueError:
+        facts = None
+    if not isinstance(facts, dict):
+        tail = (result.stderr or result.stdout).strip().splitlines()[-1:] or ["no output"]
+        return {"runtime": {"package": None, "reason": f"{target.python}: {tail[0][:200]}"}}
+    cpu = facts.get("cpu") or {}
+    view = {"runtime": facts.get("runtime"), "numpy": facts.get("numpy"),
+            "machine": (facts.get("platform") or {}).get("machine"),
+            "python_version": facts.get("python")}
+    if cpu.get("features") is not None:
+        view["cpu_features"] = cpu["features"]
+        view["cpu_features_from"] = f"{cpu.get('features_from')} (the runner's Python)"
+    return view
 
 
 def describe(target: Target) -> dict:

@@ -15,6 +15,7 @@ import shutil
 import subprocess
 import sys
 import tempfile
+import uuid
 
 
 class TargetError(Exception):
@@ -218,7 +219,9 @@ class SshTarget(Target):
         self.port = port
         self.python = python
         self.name = f"ssh:{destination}" + (f":{port}" if port else "")
-        self.workdir = "/tmp/tfmobile-bench"
+        # One directory per harness run: two runs on one board (or one host serving several
+        # emulated boards) never remove each other's files.
+        self.workdir = f"/tmp/tfmobile-bench-{uuid.uuid4().hex[:8]}"
         self._options = ["-o", "BatchMode=yes", "-o", "ConnectTimeout=10",
                          "-o", "ServerAliveInterval=5", "-o", "ServerAliveCountMax=3"]
         if identity:
@@ -257,7 +260,10 @@ class SshTarget(Target):
         return result
 
     def shell(self, command, timeout=120):
-        return self._ssh(command, timeout)
+        # The login shell waits for the command rather than exec'ing it: a command killed by a
+        # signal (an illegal instruction) then exits 128 + the signal, where ssh would exit
+        # 255, its own failure's status, after sshd's exit-signal.
+        return self._ssh(f"{command}\nexit $?", timeout)
 
     def push(self, local, remote, timeout=300):
         # Through the shell rather than scp/sftp: a board's sshd may lack the sftp subsystem.

@@ -438,3 +438,76 @@ def test_a_delegate_that_runs_nothing_is_a_failed_cell(adb_device, tflite_files,
     assert "nnapi delegate ran nothing" in by_delegate["nnapi"].reason
     assert by_delegate["gpu"].status == "failed"
     assert "Failed to apply GPU delegate" in by_delegate["gpu"].reason
+
+
+@pytest.mark.slow
+def test_interpreter_test_checks_both_runtimes_against_host_references(tflite_files, tmp_path):
+    """--expect: references computed here, the outputs of each cell checked against them, for
+    the Interpreter and the CompiledModel API alike."""
+    result = bench("run", "--models", ",".join(tflite_files), "--targets", "local", "--expect",
+                   "--runtime", "interpreter,compiled_model", *QUICK,
+                   "--results", str(tmp_path / "results.jsonl"))
+    assert result.returncode == 0, result.stderr + result.stdout
+    found = records(tmp_path / "results.jsonl")
+    assert len(found) == 4 and all(r.status == "ok" for r in found)
+    assert {r.metrics.runtime["api"] for r in found} == {"Interpreter", "CompiledModel"}
+    for record in found:
+        assert record.config.check
+        assert record.metrics.check["verdict"] == "identical to the host's outputs"
+    assert "| identical |" in result.stdout
+    assert "reference outputs on this machine" in result.stderr
+    # The references are kept beside the results.
+    assert len(list((tmp_path / "results_raw" / "references").glob("*.npz"))) == 4
+
+
+@pytest.mark.slow
+def test_a_sustained_run_prints_and_plots_latency_over_time(tflite_files, tmp_path):
+    result = bench("run", "--models", tflite_files[0], "--targets", "local", "--duration_s", "3",
+                   "--warmup_runs", "1", "--cooldown_s", "0",
+                   "--results", str(tmp_path / "results.jsonl"))
+    assert result.returncode == 0, result.stderr + result.stdout
+    (record,) = records(tmp_path / "results.jsonl")
+    samples = record.metrics.sustained["samples"]
+    assert len(samples) >= 3 and samples[-1]["t_s"] >= 3
+    assert record.metrics.latency_ms.median == pytest.approx(
+        record.metrics.sustained["settled_ms"], rel=0.5)
+    assert "latency over time (ms, at 1.0, 2.0, ... s)" in result.stdout
+    assert ("steady" in result.stdout) != ("throttled" in result.stdout)
+    plots = list((tmp_path / "compare").glob("*_sustained.png"))
+    assert len(plots) == 1 and plots[0].read_bytes()[:4] == b"\x89PNG"
+
+
+@pytest.mark.slow
+def test_phone_sustained_run_samples_heat_between_benchmark_model_windows(
+        adb_device, tflite_files, tmp_path, standin_bin):
+    result = bench("run", "--models", tflite_files[0], "--targets", "adb", "--duration_s", "3",
+                   "--warmup_runs", "1", "--cooldown_s", "0",
+                   "--benchmark_binary", str(standin_bin / "benchmark_model"),
+                   "--results", str(tmp_path / "r.jsonl"), env=adb_device.env)
+    assert result.returncode == 0, result.stderr + result.stdout
+    (record,) = records(tmp_path / "r.jsonl")
+    samples = record.metrics.sustained["samples"]
+    assert len(samples) >= 2 and all(s["hottest_c"] == 45.0 for s in samples)  # cpu-thermal
+    assert all(s["runs"] > 1 for s in samples)
+    assert record.pinning["cpu_mask"] == "f0"  # the whole loop on the big cores
+    assert {p.mask for p in adb_device.daemon.sandbox.pinnings()} == {0xF0}
+
+
+@pytest.mark.slow
+def test_full_delegation_and_nnapi_on_android_15(adb_device, tflite_files, tmp_path, standin_bin):
+    adb_device.daemon.sandbox.setprop("ro.build.version.sdk", "35")
+    result = bench("run", "--models", tflite_files[0], "--targets", "adb",
+                   "--delegates", "xnnpack,nnapi", "--require_full_delegation", *QUICK,
+                   "--benchmark_binary", str(standin_bin / "benchmark_model"),
+                   "--results", str(tmp_path / "r.jsonl"), env=adb_device.env)
+    assert result.returncode == 1
+    by_delegate = {r.config.delegate: r for r in records(tmp_path / "r.jsonl")}
+    assert by_delegate["xnnpack"].status == "ok"  # one partition: the whole graph
+    nnapi = by_delegate["nnapi"]
+    assert nnapi.status == "failed"
+    assert nnapi.reason.startswith("--require_full_delegation: the nnapi delegate did not take "
+                                   "the whole graph")
+    assert "NNAPI is deprecated from Android 15 (this device: SDK 35)" in nnapi.notes[0]
+    assert by_delegate["xnnpack"].notes is None
+    raw = (tmp_path / nnapi.raw_output).read_text()
+    assert "--require_full_delegation=true" in raw and "Disallowed CPU fallback detected." in raw

@@ -315,7 +315,8 @@ def test_runs_where_only_tflite_runtime_is_installed(models, tmp_path, has_resol
 
     proc, result = run(models["float32"], "--runs", 2, "--delegate", "cpu", cwd=tmp_path,
                        env=env)
-    assert result["runtime"] == {"package": "tflite_runtime", "version": "2.14.0"}
+    assert result["runtime"] == {"package": "tflite_runtime", "version": "2.14.0",
+                                 "api": "Interpreter"}
     if has_resolver_types:
         assert proc.returncode == 0, proc.stderr
         assert result["partitions"] == 0
@@ -326,3 +327,165 @@ def test_runs_where_only_tflite_runtime_is_installed(models, tmp_path, has_resol
 
 def test_the_file_is_python_3_7():
     ast.parse(RUNNER.read_text(), feature_version=(3, 7))
+
+
+# --- The check's verdict, sustained runs, the CompiledModel API, full delegation ------------
+
+
+def check_of(outputs, references, runtime=None, atol=None):
+    """compare() on arrays, with output details named after their position, for references
+    made by `runtime` ("package==version") on a board running ai_edge_litert 2.3.0."""
+    module = runner_module()
+    details = [{"name": f"out{i}"} for i in range(len(outputs))]
+    here = {"package": "ai_edge_litert", "version": "2.3.0"}
+    return module.compare(outputs, references, details, atol, module.check_rule(here, runtime))
+
+
+def logits(seed=0, size=40):
+    """int8 outputs spread like a classifier's (std about 30 steps)."""
+    rng = np.random.default_rng(seed)
+    return np.clip(rng.normal(0, 30, (1, size)), -128, 127).astype(np.int8)
+
+
+def test_int8_matches_the_same_runtime_to_a_step_and_tracks_another():
+    reference = logits()
+    two_steps = reference.copy()
+    two_steps[0, :12] = np.clip(two_steps[0, :12].astype(int) + 2, -128, 127)
+    same = check_of([two_steps], [reference], runtime="ai_edge_litert==2.3.0")
+    assert not same["passed"] and same["outputs"][0]["tolerance"] == 1
+    assert same["outputs"][0]["differing"] == 12 and same["outputs"][0]["values"] == 40
+    assert "the same runtime as the references'" in same["int8_tolerance_from"]
+    assert "the outputs track the host's, as when kernels round differently" in same["verdict"]
+    assert "by up to 2 steps in 12 of 40 values of out0 (SQNR" in same["verdict"]
+    # tflite_runtime 2.14 against ai_edge_litert 2.3 on an untrained MobileNet V2: up to 17
+    # steps, SQNR 16 dB (test_arm64_board): tracking, so passing.
+    rng = np.random.default_rng(1)
+    drifted = np.clip(reference + rng.normal(0, 5, reference.shape).round(), -128, 127)
+    other = check_of([drifted.astype(np.int8)], [reference], runtime="tflite_runtime==2.14.0")
+    assert other["passed"] and other["outputs"][0]["tolerance"] is None
+    assert 10 <= other["outputs"][0]["sqnr_db"] < 20 and other["max_abs_diff"] > 4
+    assert "tflite_runtime==2.14.0 there" in other["int8_tolerance_from"]
+    assert other["verdict"] == "within the tolerance of the host's outputs"
+    exact = check_of([reference.copy()], [reference])
+    assert exact["verdict"] == "identical to the host's outputs" and exact["atol"] == 1
+    # --atol wins over the rule, and says so.
+    strict = check_of([two_steps], [reference], runtime="tflite_runtime==2.14.0", atol=1)
+    assert not strict["passed"] and strict["int8_tolerance_from"] == "--atol"
+
+
+def test_outputs_that_no_longer_track_the_references_are_not_rounding():
+    reference = logits()
+    scrambled = logits(seed=7)  # XNNPACK's int8 kernels on qemu's SME CPU: 0.4 dB, -11.8 dB
+    for runtime in ("ai_edge_litert==2.3.0", "tflite_runtime==2.14.0"):
+        check = check_of([scrambled], [reference], runtime=runtime)
+        assert not check["passed"] and check["outputs"][0]["sqnr_db"] < 10
+        assert "no longer track the host's" in check["verdict"]
+    float_reference = np.linspace(-5, 5, 10, dtype=np.float32).reshape(1, 10)
+    drifted = float_reference + np.float32(5e-3)  # kernels summing in another order
+    assert "track the host's, as when" in check_of([drifted], [float_reference])["verdict"]
+    wrong = float_reference[:, ::-1].copy()
+    assert "no longer track" in check_of([wrong], [float_reference])["verdict"]
+    nan = float_reference.copy()
+    nan[0, 0] = np.nan
+    assert "no longer track" in check_of([nan], [float_reference])["verdict"]
+
+
+def test_a_broken_delegate_is_told_from_a_broken_model_by_the_builtin_kernels(models, tmp_path):
+    """References that XNNPACK cannot meet but the builtin kernels can stand for XNNPACK
+    kernels gone wrong on a CPU (what SME under qemu gives, test_arm64_board); references
+    neither meets stand for a broken model."""
+    model = models["int8"]
+    proc, _ = run(model, "--runs", 1, "--delegate", "cpu", "--save_inputs", "in.npz",
+                  "--save_outputs", "builtin.npz", cwd=tmp_path)
+    assert proc.returncode == 0
+    builtin = np.load(tmp_path / "builtin.npz")["arr_0"]
+    # References 60 steps from what either kernel gives: a broken model (or file).
+    far = np.where(builtin >= 0, builtin.astype(np.int16) - 60, builtin.astype(np.int16) + 60)
+    np.savez(tmp_path / "far.npz", far.astype(np.int8))
+    proc, result = run(model, "--runs", 1, "--inputs", "in.npz", "--expect", "far.npz",
+                       cwd=tmp_path)
+    assert proc.returncode == 1
+    check = result["check"]
+    assert check["builtin_kernels"]["tracks"] is False
+    assert "the builtin kernels do not track them either" in check["verdict"]
+    assert check["outputs"][0]["sqnr_db"] < 10
+    # The builtin kernels' own outputs as references: XNNPACK's on this machine agree with
+    # them within a step, so the cross-check is not even needed.
+    proc, result = run(model, "--runs", 1, "--inputs", "in.npz", "--expect", "builtin.npz",
+                       cwd=tmp_path)
+    assert proc.returncode == 0 and "builtin_kernels" not in result["check"]
+
+
+def test_throttling_is_latency_up_or_frequency_down_past_the_threshold():
+    throttling = runner_module().throttling
+
+    def samples(latencies, khz=None):
+        return [{"t_s": i, "median_ms": ms, "mean_khz": (khz or [None] * len(latencies))[i]}
+                for i, ms in enumerate(latencies)]
+
+    steady = throttling(samples([10, 10.2, 9.9, 10.1, 10.0, 10.3, 10.1, 10.2]), 0.1)
+    assert not steady["throttled"] and steady["settled_ms"] == pytest.approx(10.15)
+    hot = throttling(samples([10, 10, 10, 11, 12, 13, 13, 13]), 0.1)
+    assert hot["throttled"] and hot["latency_rise"] == pytest.approx(0.3)
+    slow_clock = throttling(samples([10] * 8, khz=[2_800_000] * 4 + [2_000_000] * 4), 0.1)
+    assert slow_clock["throttled"] and slow_clock["frequency_drop"] == pytest.approx(0.2857, abs=1e-3)
+
+
+def test_a_sustained_run_samples_over_time_and_reports_the_settled_latency(models, tmp_path):
+    proc, result = run(models["float32"], "--warmup", 1, "--duration_s", 1.2, "--sample_s", 0.2,
+                       cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    run_facts = result["sustained"]
+    samples = run_facts["samples"]
+    assert len(samples) >= 6 and samples[-1]["t_s"] >= 1.2
+    assert [s["t_s"] for s in samples] == sorted(s["t_s"] for s in samples)
+    assert all(s["runs"] >= 1 and s["median_ms"] > 0 for s in samples)
+    assert set(run_facts) >= {"cold_ms", "settled_ms", "latency_rise", "throttled", "threshold"}
+    # the runs reported are the last quarter's, not the whole run's
+    assert 0 < result["runs"] < sum(s["runs"] for s in samples)
+
+
+def test_the_compiled_model_api_gives_the_interpreters_outputs(models, tmp_path):
+    model = models["int8"]
+    proc, result = run(model, "--runs", 1, "--save_inputs", "in.npz", "--save_outputs",
+                       "ref.npz", cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    proc, result = run(model, "--runs", 2, "--runtime", "compiled_model", "--inputs", "in.npz",
+                       "--expect", "ref.npz", "--atol", 0, cwd=tmp_path)
+    assert proc.returncode == 0, result.get("reason")
+    assert result["runtime"]["api"] == "CompiledModel"
+    assert result["check"]["verdict"] == "identical to the host's outputs"
+    proc, result = run(model, "--runs", 1, "--runtime", "compiled_model", "--delegate", "cpu",
+                       cwd=tmp_path)
+    assert proc.returncode == 1 and "--runtime interpreter" in result["reason"]
+
+
+def test_require_full_delegation_fails_a_split_graph(models, tmp_path):
+    proc, result = run(models["int8"], "--runs", 1, "--require_full_delegation", cwd=tmp_path)
+    assert proc.returncode == 1
+    assert result["reason"].startswith("--require_full_delegation: xnnpack left ops to the "
+                                       "builtin CPU kernels (HARD_SWISH 3) in 4 partition(s)")
+    proc, result = run(models["float32"], "--runs", 1, "--require_full_delegation", cwd=tmp_path)
+    assert proc.returncode == 0 and result["partitions"] == 1
+
+
+def test_describe_reports_the_runtime_and_the_cpu(tmp_path):
+    proc = subprocess.run([sys.executable, str(RUNNER), "--describe"], capture_output=True,
+                          text=True, cwd=tmp_path, timeout=120, check=True)
+    facts = json.loads(proc.stdout)
+    assert facts["runtime"]["package"] == "ai_edge_litert"
+    assert facts["runtime"]["apis"] == ["Interpreter", "CompiledModel"]
+    assert facts["platform"]["machine"] == platform.machine()
+    assert facts["numpy"] == np.__version__
+    with open("/proc/cpuinfo") as f:
+        flags = next((line.split(":", 1)[1].split() for line in f
+                      if line.startswith(("flags", "Features"))), [])
+    assert set(facts["cpu"]["features"]) <= set(flags) and facts["cpu"]["features"]
+
+
+def test_arm64_features_come_from_the_auxiliary_vector_bits():
+    module = runner_module()
+    # bit 1 asimd, bit 20 asimddp (AT_HWCAP); bit 13 i8mm, bit 23 sme (AT_HWCAP2)
+    assert module.ARM64_HWCAP[1] == "asimd" and module.ARM64_HWCAP[20] == "asimddp"
+    assert module.ARM64_HWCAP2[13] == "i8mm" and module.ARM64_HWCAP2[23] == "sme"
+    assert module.ARM64_HWCAP2[37] == "sme2"

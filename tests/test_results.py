@@ -164,3 +164,66 @@ def test_rounds_of_one_run_merge_and_a_newer_run_replaces_them():
     failed = record(artifact=artifact, key="k", status="failed", run=rec.RunInfo("r3", 1, 1))
     (latest,) = compare.latest_ok(run + [newer, failed])
     assert latest.metrics.latency_ms.median == 7.0 and latest.metrics.rounds is None
+
+
+DATA = __import__("pathlib").Path(__file__).parent / "data" / "benchmark_model"
+
+
+def test_op_profiles_from_real_logs_reach_the_records_and_the_comparison(tmp_path):
+    """benchmark_model's --enable_op_profiling output (real published logs) parsed into the
+    record, then each model's top ops as a table and a chart."""
+    from android_bench.bench import BenchmarkModelRunner
+
+    runner = BenchmarkModelRunner(tmp_path / "benchmark_model")
+    config = rec.BenchConfig(op_profiling=True)
+    found = []
+    for name in ("op_profiling_tc2_xnnpack_ops", "tf_readme_op_profiling"):
+        metrics = runner.parse((DATA / f"{name}.txt").read_text(), "", 0, config)
+        one = record(path=f"{name}.tflite", config=config, key=name)
+        found.append(dataclasses.replace(one, metrics=metrics))
+    assert found[0].metrics.op_profile["by_type"][0]["type"] == "Convolution (NHWC, QU8) GEMM"
+    assert found[0].metrics.peak_rss_mb == pytest.approx(10.8789)  # the footprint line
+    # The record survives the store's JSON round trip.
+    write_store(tmp_path / "r.jsonl", found)
+    stored = Store(tmp_path / "r.jsonl").records()
+    assert stored[1].metrics.op_profile == found[1].metrics.op_profile
+
+    written = compare.write_comparison(stored, tmp_path / "compare")
+    titles = [title for title, _, _ in written]
+    assert any(t.startswith("Top ops: local") for t in titles), titles
+    main_text = next(text for title, text, _ in written if not title.startswith("Top ops"))
+    assert "| top ops |" in main_text
+    assert "CONV_2D 89%, DEPTHWISE_CONV_2D 11%, SOFTMAX 0%" in main_text
+    _, ops_text, files = next(w for w in written if w[0].startswith("Top ops"))
+    assert "Convolution (NHWC, QU8) GEMM" in ops_text
+    png = next(f for f in files if f.suffix == ".png")
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_a_sustained_benchmark_model_run_is_read_window_by_window():
+    """The shell loop's marker lines and the tool's log of each window, as the stand-in phone
+    gives them, become samples; the latency is the settled last quarter's."""
+    from android_bench import benchmark_model
+    from android_bench.bench import BenchmarkModelRunner
+
+    def window(t, khz, avg_us):
+        return (f"{benchmark_model.SAMPLE_MARK} t={t} khz={khz} milli_c=45000\n"
+                f"INFO: count=40 first={avg_us} curr={avg_us} min={avg_us} max={avg_us} "
+                f"avg={avg_us} std=0\n"
+                f"INFO: Inference timings in us: Init: 900, First inference: {avg_us}, "
+                f"Warmup (avg): {avg_us}, Inference (avg): {avg_us}\n")
+
+    log = "".join(window(1000 + 5 * i, "2800000,2800000," if i < 4 else "1800000,1800000,",
+                         10_000 if i < 4 else 14_000) for i in range(8))
+    config = rec.BenchConfig(duration_s=40)
+    metrics = BenchmarkModelRunner(None).parse(log, "", 0, config)
+    samples = metrics.sustained["samples"]
+    assert [s["t_s"] for s in samples] == [0, 5, 10, 15, 20, 25, 30, 35]
+    assert samples[0] == {"t_s": 0, "runs": 40, "median_ms": 10.0, "max_ms": 10.0,
+                          "mean_khz": 2_800_000, "hottest_c": 45.0}
+    assert metrics.sustained["throttled"] and metrics.sustained["latency_rise"] == 0.4
+    assert metrics.latency_ms.median == 14.0  # not its cold 10 ms
+    assert metrics.runs == 320
+    # A window cut short by the end of the run is left out, not an error.
+    cut = log + f"{benchmark_model.SAMPLE_MARK} t=1040 khz= milli_c=46000\nINFO: STARTING!\n"
+    assert len(BenchmarkModelRunner(None).parse(cut, "", 0, config).sustained["samples"]) == 8

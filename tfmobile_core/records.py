@@ -487,18 +487,43 @@ class BenchConfig:
     cpus: str = "big"  # big (the fastest cluster) | all | a hex mask such as f0
     warmup_runs: int = 10
     num_runs: int = 50
+    # Added later: written only when not at their default, so that a cell's key (a hash of
+    # this record) stays what it was and --resume still finds older cells.
+    runtime: str = "interpreter"  # interpreter | compiled_model (ai_edge_litert's new API)
+    check: bool = False  # the outputs checked against references computed on the host
+    duration_s: float | None = None  # a sustained run of this many seconds instead of num_runs
+    require_full_delegation: bool = False  # fail when the delegate leaves ops to the CPU
+    op_profiling: bool = False  # benchmark_model's per-op profile (--enable_op_profiling)
+
+    LATER_DEFAULTS = {"runtime": "interpreter", "check": False, "duration_s": None,
+                      "require_full_delegation": False, "op_profiling": False}
 
     def __post_init__(self):
         _require_at_least(self, 1, "threads", "num_runs")
         _require_at_least(self, 0, "warmup_runs")
+        _require(self.runtime in ("interpreter", "compiled_model"), "runtime",
+                 "interpreter or compiled_model", self.runtime)
+        _require(self.duration_s is None or (math.isfinite(self.duration_s)
+                                             and self.duration_s > 0),
+                 "duration_s", "a positive number of seconds", self.duration_s)
 
     def label(self) -> str:
-        """'xnnpack, 1 thread', and the pinning when it is not the default."""
+        """'xnnpack, 1 thread', and whatever is not the default (pinning, runtime...)."""
         text = f"{self.delegate}, {self.threads} thread{'s' if self.threads > 1 else ''}"
-        return text + ("" if self.cpus == "big" else f", cpus {self.cpus}")
+        extras = [f"cpus {self.cpus}" if self.cpus != "big" else None,
+                  "CompiledModel" if self.runtime == "compiled_model" else None,
+                  f"sustained {self.duration_s:g} s" if self.duration_s else None,
+                  "full delegation required" if self.require_full_delegation else None,
+                  "op profiling" if self.op_profiling else None,
+                  "outputs checked" if self.check else None]
+        return ", ".join([text] + [e for e in extras if e])
 
     def to_json(self) -> dict:
-        return dataclasses.asdict(self)
+        data = dataclasses.asdict(self)
+        for name, default in self.LATER_DEFAULTS.items():
+            if data[name] == default:
+                del data[name]
+        return data
 
     @classmethod
     def from_json(cls, data, where: str = "config") -> BenchConfig:
@@ -568,6 +593,10 @@ class Metrics:
     edgetpu_ops: int | None = None
     runtime: dict | None = None
     rounds: tuple[float, ...] | None = None  # each round's latency, once merged (compare)
+    check: dict | None = None  # the outputs against the host's references (device runner)
+    sustained: dict | None = None  # a sustained run's samples and throttling verdict
+    op_profile: dict | None = None  # benchmark_model's per-op profile (android_bench.op_profile)
+    fully_accelerated: bool | None = None  # CompiledModel's own answer
 
     def __post_init__(self):
         _require_at_least(self, 0, "init_ms", "first_ms", "warmup_avg_ms", "runs",
@@ -601,6 +630,7 @@ class BenchmarkRecord:
     pinning: dict | None = None
     cooldown: dict | None = None
     host_versions: dict | None = None
+    notes: tuple[str, ...] | None = None  # what a reader of the figures must know (NNAPI...)
     schema_version: int = SCHEMA_VERSION
 
     def __post_init__(self):
