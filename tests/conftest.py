@@ -40,9 +40,10 @@ def photo_batch(photos):
     return make
 
 
-# The longest tests (training every architecture) go first, so that pytest-xdist's workers do
-# not finish the short ones together and leave one worker with the long ones at the end.
-LONGEST_FIRST = ("test_int8_accuracy.py",)
+# The longest tests (training every architecture; building and running the emulated arm64
+# board, one worker's several minutes) go first, so that pytest-xdist's workers do not finish
+# the short ones together and leave one worker with the long ones at the end.
+LONGEST_FIRST = ("test_int8_accuracy.py", "test_arm64_board.py")
 
 
 def pytest_collection_modifyitems(items):

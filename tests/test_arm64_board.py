@@ -23,7 +23,7 @@ pytestmark = [pytest.mark.xdist_group("arm64_board"), pytest.mark.slow]
 
 QUICK = ["--num_runs", "1", "--warmup_runs", "0", "--cooldown_s", "0"]
 ZOO = "mobilenet_v2:alpha=0.35:input_size=64"
-# The slow tier adds the zoo's other families, hard-swish and channel shuffle included.
+# The zoo's other families: hard-swish and channel shuffle included.
 MORE_ZOO = "mobilenet_v3_small:input_size=96,shufflenet_v2:input_size=96,fd_mobilenet:input_size=96"
 
 
@@ -86,13 +86,15 @@ def test_the_board_describes_its_arm64_cpu_and_runtime(board):
     assert "ai_edge_litert 2.3.0 (Interpreter, CompiledModel)" in text.stdout
 
 
+@pytest.mark.parametrize("models", [ZOO, MORE_ZOO], ids=["mobilenet_v2", "other_families"])
 @pytest.mark.parametrize("flavour", ["litert", "tflite_runtime"])
-def test_zoo_models_pass_the_interpreter_test_on_the_board(board, artifacts, tmp_path, flavour):
+def test_zoo_models_pass_the_interpreter_test_on_the_board(board, artifacts, tmp_path, flavour,
+                                                           models):
     _, pythons = board
-    result = run_on_board(board, str(pythons[flavour]), ZOO, artifacts, tmp_path)
+    result = run_on_board(board, str(pythons[flavour]), models, artifacts, tmp_path)
     assert result.returncode == 0, result.stderr + result.stdout
     found = records(tmp_path / "results.jsonl")
-    assert len(found) == 2
+    assert len(found) == 2 * len(models.split(","))  # float32 and int8 of each
     for record in found:
         assert record.status == "ok", record.reason
         assert record.target["machine"] == "aarch64"
@@ -160,18 +162,3 @@ def test_an_sme_cpu_whose_xnnpack_int8_kernels_disagree_is_told_from_a_broken_mo
         "the outputs track the host's, as when kernels round differently" in builtin.reason)
     assert found[("float32", "xnnpack")].status == "ok"
     assert found[("float32", "xnnpack")].metrics.check["passed"]
-
-
-@pytest.mark.slow
-@pytest.mark.parametrize("flavour", ["litert", "tflite_runtime"])
-def test_the_zoos_other_families_pass_on_the_board(board, artifacts, tmp_path, flavour):
-    _, pythons = board
-    result = run_on_board(board, str(pythons[flavour]), MORE_ZOO, artifacts, tmp_path)
-    assert result.returncode == 0, result.stderr + result.stdout
-    found = records(tmp_path / "results.jsonl")
-    assert len(found) == 6
-    for record in found:
-        assert record.status == "ok", record.reason
-        assert record.metrics.check["passed"]
-        if flavour == "litert":
-            assert record.metrics.check["max_abs_diff"] == 0 or record.model.mode != "int8"
