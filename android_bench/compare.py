@@ -34,9 +34,14 @@ def checked(metrics: Metrics) -> str:
     worst = check.get("max_abs_diff")
     if worst == 0:
         return "identical"
-    units = {row.get("unit") for row in check.get("outputs") or []}
+    rows = check.get("outputs") or []
+    units = {row.get("unit") for row in rows}
     if units == {"quantization steps"}:
-        return f"max {worst:g} step{'s' if worst != 1 else ''}"
+        text = f"max {worst:g} step{'s' if worst != 1 else ''}"
+        tracked = [row["sqnr_db"] for row in rows
+                   if row.get("tolerance") is None and row.get("sqnr_db") is not None]
+        # Against another runtime the rule is tracking, not steps: show how closely.
+        return text + (f", SQNR {min(tracked):.0f} dB" if tracked else "")
     return f"max {worst:.2g}" if worst is not None else ""
 
 
@@ -297,16 +302,16 @@ def plot(records: list[BenchmarkRecord], title: str, path: pathlib.Path,
 
 
 def latency_over_time(record: BenchmarkRecord, width: int = 12) -> str:
-    """'name: latency over time (ms, at 1, 2, ... s): 1.37 1.10 ...; settled 1.09 ms', at most
-    `width` samples shown, evenly spread."""
+    """'name: latency over time (ms, 6 samples from 1 to 6 s): 1.37 1.10 ...; settled 1.09 ms,
+    steady', at most `width` samples shown, evenly spread."""
     run = record.metrics.sustained
     samples = run["samples"]
     shown = samples if len(samples) <= width else [
         samples[round(i * (len(samples) - 1) / (width - 1))] for i in range(width)]
-    times = ", ".join(f"{s['t_s']:.1f}" for s in shown[:2]) + (", ..." if len(shown) > 2 else "")
+    span = f"{len(shown)} samples from {shown[0]['t_s']:.0f} to {shown[-1]['t_s']:.0f} s"
     values = " ".join(f"{s['median_ms']:.2f}" for s in shown)
     verdict = "throttled" if run.get("throttled") else "steady"
-    return (f"{record.model.name}: latency over time (ms, at {times} s): {values}; settled "
+    return (f"{record.model.name}: latency over time (ms, {span}): {values}; settled "
             f"{record.metrics.latency_ms.typical:.2f} ms, {verdict} (threshold "
             f"{run.get('threshold', 0):.0%})")
 

@@ -471,7 +471,7 @@ def test_a_sustained_run_prints_and_plots_latency_over_time(tflite_files, tmp_pa
     assert len(samples) >= 3 and samples[-1]["t_s"] >= 3
     assert record.metrics.latency_ms.median == pytest.approx(
         record.metrics.sustained["settled_ms"], rel=0.5)
-    assert "latency over time (ms, at 1.0, 2.0, ... s)" in result.stdout
+    assert f"latency over time (ms, {len(samples)} samples from 1 to " in result.stdout
     assert ("steady" in result.stdout) != ("throttled" in result.stdout)
     plots = list((tmp_path / "compare").glob("*_sustained.png"))
     assert len(plots) == 1 and plots[0].read_bytes()[:4] == b"\x89PNG"
