@@ -16,6 +16,8 @@ import math
 import pathlib
 import shlex
 import statistics
+import subprocess
+import sys
 import threading
 import time
 import uuid
@@ -422,9 +424,6 @@ def host_references(models: list[ModelFile], directory: pathlib.Path, log=None) 
     tolerance on a board with another runtime) are kept beside the results: model sha256 ->
     (inputs.npz, outputs.npz, runtime). Edge TPU models cannot run here and get none.
     """
-    import subprocess
-    import sys
-
     directory.mkdir(parents=True, exist_ok=True)
     found = {}
     for model in models:

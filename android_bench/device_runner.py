@@ -508,9 +508,10 @@ def beyond_rounding(rows: list) -> bool:
     return any(not row["passed"] and not row["sqnr_db"] >= TRACKING_SQNR_DB for row in rows)
 
 
-def verdict(rows: list) -> str:
+def verdict(rows: list, cause: str = "the model or the runtime is broken on this board") -> str:
     """One sentence a user can act on: identical, within tolerance, a difference that tracks
-    the references (kernels rounding differently), or one that does not."""
+    the references (kernels rounding differently), or one that does not, and then `cause`
+    (what cross_check found)."""
     if all(row["max_abs_diff"] == 0 for row in rows):
         return "identical to the host's outputs"
     failed = [row for row in rows if not row["passed"]]
@@ -527,7 +528,7 @@ def verdict(rows: list) -> str:
                        "broken model; if its kernels are expected to differ, rerun with a "
                        "wider --atol")
     return text + ("the outputs no longer track the host's: beyond any rounding difference "
-                   "between kernels, the model or the runtime is broken on this board")
+                   f"between kernels, {cause}")
 
 
 def cross_check(module, args, inputs: list, check: dict, rule) -> None:
@@ -560,20 +561,18 @@ def cross_check(module, args, inputs: list, check: dict, rule) -> None:
     features = " ".join(f for f in (cpu_facts(platform.machine())["features"] or [])
                         if f in ("asimddp", "i8mm", "sve", "sve2", "sme", "sme2", "avx512f",
                                  "avx512_vnni", "amx_int8"))
-    broken = "the model or the runtime is broken on this board"
     if tracking:
-        check["verdict"] = check["verdict"].replace(broken, (
-            f"the builtin kernels (--delegate cpu) track the host's outputs (SQNR "
-            f"{worst_sqnr:.1f} dB, max {again['max_abs_diff']:g}), so the model and the file "
-            f"are sound and the {args.delegate} kernels this CPU runs are at fault"
-            + (f" (its features: {features})" if features else "")
-            + ": run this board with --delegate cpu, and report it to LiteRT with the CPU's "
-              "features"))
+        cause = (f"the builtin kernels (--delegate cpu) track the host's outputs (SQNR "
+                 f"{worst_sqnr:.1f} dB, max {again['max_abs_diff']:g}), so the model and the file "
+                 f"are sound and the {args.delegate} kernels this CPU runs are at fault"
+                 + (f" (its features: {features})" if features else "")
+                 + ": run this board with --delegate cpu, and report it to LiteRT with the "
+                   "CPU's features")
     else:
-        check["verdict"] = check["verdict"].replace(broken, (
-            f"the builtin kernels do not track them either (SQNR {worst_sqnr:.1f} dB), so the "
-            f"model file or the runtime is broken on this board (compare the sha256 with the "
-            f"host's; a runtime too old for the model's ops)"))
+        cause = (f"the builtin kernels do not track them either (SQNR {worst_sqnr:.1f} dB), so "
+                 f"the model file or the runtime is broken on this board (compare the sha256 "
+                 f"with the host's; a runtime too old for the model's ops)")
+    check["verdict"] = verdict(check["outputs"], cause)
 
 
 # --- The model, the process, the host ------------------------------------------------------

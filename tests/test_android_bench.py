@@ -349,6 +349,13 @@ def test_a_damaged_model_file_is_a_usage_error_before_anything_runs(tmp_path):
     (["run", "--delegates", "tpu"], "unknown delegate 'tpu'"),
     (["run", "--models", "nonet"], "neither a .tflite file nor a zoo network"),
     (["run", "--models", "missing.tflite"], "does not exist"),
+    (["run", "--runtime", "tflite"], "--runtime must be interpreter and/or compiled_model"),
+    (["run", "--duration_s", "-5"], "--duration_s must be a positive number of seconds"),
+    (["run", "--duration_s", "nan"], "--duration_s must be a finite number"),
+    (["run", "--targets", "local", "--op_profiling", "--models",
+      str(pathlib.Path(__file__).parent / "data" / "published"
+          / "mobilenet_v1_0.25_224_1_default_1.tflite")],
+     "the LiteRT Python API gives no per-op profile"),
     (["compare", "--results", "nothing.jsonl"], "no results at nothing.jsonl"),
     (["frobnicate"], "unknown command 'frobnicate'"),
 ])
