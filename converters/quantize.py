@@ -9,6 +9,7 @@ it themselves (`convert.mlir_quantize`).
 from __future__ import annotations
 
 import dataclasses
+import math
 import tempfile
 from collections.abc import Callable, Iterable
 
@@ -156,10 +157,18 @@ def layer_errors(
         import csv
 
         rows = list(csv.DictReader(dump))
+    return layer_table(rows)
+
+
+def layer_table(rows: list[dict]) -> list[dict]:
+    """The debugger's CSV rows as the report's table, worst SQNR first. A layer int8
+    reproduces exactly (an output of zeros, say) has no error and an infinite SQNR, which JSON
+    cannot hold: as in the fidelity section, it is written as None (null), and sorts last."""
     table = []
     for row in rows:
         scale = float(row["scale"])
         mse = float(row["mean_squared_error"])
+        sqnr = float(row["sqnr_db"])
         table.append(
             {
                 "op": row["op_name"],
@@ -170,9 +179,9 @@ def layer_errors(
                 "mean_error": float(row["mean_error"]),
                 "max_abs_error": float(row["max_abs_error"]),
                 "rmse": mse**0.5,
-                "rmse_per_scale": (mse**0.5) / scale if scale else float("nan"),
-                "sqnr_db": float(row["sqnr_db"]),
+                "rmse_per_scale": (mse**0.5) / scale if scale else None,
+                "sqnr_db": sqnr if math.isfinite(sqnr) else None,
             }
         )
-    table.sort(key=lambda r: r["sqnr_db"])
+    table.sort(key=lambda r: math.inf if r["sqnr_db"] is None else r["sqnr_db"])
     return table

@@ -94,8 +94,26 @@ def test_denylist_and_debug_quantization(tmp_path):
     kept = report["conversion"]["quantization"]["kept_in_float"]
     assert {k["op"] for k in kept} >= {"HARD_SWISH"} and not report["artifact"]["fully_integer"]
     errors = report["layer_errors"]
-    assert errors and all(e["sqnr_db"] > 0 for e in errors)
-    assert errors == sorted(errors, key=lambda e: e["sqnr_db"])
+    finite = [e["sqnr_db"] for e in errors if e["sqnr_db"] is not None]  # None: exact (inf)
+    assert finite and all(db > 0 for db in finite)
+    assert [e["sqnr_db"] for e in errors] == sorted(finite) + [None] * (len(errors) - len(finite))
+
+
+def test_a_layer_int8_reproduces_exactly_is_written_as_null_and_sorts_last():
+    """The debugger's infinite SQNR (no error at all) crashed the report's JSON writer."""
+    from converters import quantize
+    from tfmobile_core import atomic
+
+    def row(name, sqnr, scale="0.5"):
+        return {"op_name": "CONV_2D", "tensor_name": name, "num_elements": "8", "scale": scale,
+                "zero_point": "0", "mean_error": "0", "max_abs_error": "0",
+                "mean_squared_error": "0.01", "sqnr_db": sqnr}
+
+    table = quantize.layer_table([row("exact", "inf"), row("worst", "12.5"),
+                                  row("no scale", "30", scale="0")])
+    assert [r["tensor"] for r in table] == ["worst", "no scale", "exact"]
+    assert table[-1]["sqnr_db"] is None and table[1]["rmse_per_scale"] is None
+    assert json.loads(atomic.json_bytes(table))[-1]["sqnr_db"] is None
 
 
 @pytest.mark.slow

@@ -179,7 +179,8 @@ def print_summary(report: ConversionReport, tflite_path, report_path) -> None:
         print(f"  WARNING: {line}")
     if report.layer_errors:
         worst = ", ".join(f"{r['tensor'].split(';')[0].rsplit('/', 2)[-2]} ({r['op']}) "
-                          f"{r['sqnr_db']:.1f} dB" for r in report.layer_errors[:3])
+                          + (f"{r['sqnr_db']:.1f} dB" if r["sqnr_db"] is not None else "exact")
+                          for r in report.layer_errors[:3])
         print(f"  worst layers by SQNR: {worst}")
     if report.edgetpu:
         print_edgetpu_summary(report.edgetpu)
