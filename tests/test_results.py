@@ -227,3 +227,15 @@ def test_a_sustained_benchmark_model_run_is_read_window_by_window():
     # A window cut short by the end of the run is left out, not an error.
     cut = log + f"{benchmark_model.SAMPLE_MARK} t=1040 khz= milli_c=46000\nINFO: STARTING!\n"
     assert len(BenchmarkModelRunner(None).parse(cut, "", 0, config).sustained["samples"]) == 8
+
+
+def test_options_added_later_keep_the_cell_keys_of_older_stores():
+    """A cell's key hashes its configuration's JSON: options at their defaults are left out,
+    so a store written before they existed is still found by --resume."""
+    older = {"threads": 1, "delegate": "xnnpack", "cpus": "big", "warmup_runs": 10,
+             "num_runs": 50}
+    assert rec.BenchConfig().to_json() == older
+    assert rec.BenchConfig.from_json(older) == rec.BenchConfig()
+    sustained = rec.BenchConfig(duration_s=30, runtime="compiled_model")
+    assert sustained.to_json() == {**older, "duration_s": 30, "runtime": "compiled_model"}
+    assert rec.BenchConfig.from_json(sustained.to_json()) == sustained

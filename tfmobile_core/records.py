@@ -495,8 +495,7 @@ class BenchConfig:
     require_full_delegation: bool = False  # fail when the delegate leaves ops to the CPU
     op_profiling: bool = False  # benchmark_model's per-op profile (--enable_op_profiling)
 
-    LATER_DEFAULTS = {"runtime": "interpreter", "check": False, "duration_s": None,
-                      "require_full_delegation": False, "op_profiling": False}
+    ADDED_LATER = ("runtime", "check", "duration_s", "require_full_delegation", "op_profiling")
 
     def __post_init__(self):
         _require_at_least(self, 1, "threads", "num_runs")
@@ -520,8 +519,9 @@ class BenchConfig:
 
     def to_json(self) -> dict:
         data = dataclasses.asdict(self)
-        for name, default in self.LATER_DEFAULTS.items():
-            if data[name] == default:
+        defaults = {field.name: field.default for field in dataclasses.fields(self)}
+        for name in self.ADDED_LATER:
+            if data[name] == defaults[name]:
                 del data[name]
         return data
 
