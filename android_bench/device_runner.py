@@ -531,7 +531,7 @@ def verdict(rows: list, cause: str = "the model or the runtime is broken on this
                    f"between kernels, {cause}")
 
 
-def cross_check(module, args, inputs: list, check: dict, rule) -> None:
+def cross_check(module, args, inputs: list, check: dict, rule, features) -> None:
     """After a failure no rounding explains: the same inputs once more on the builtin kernels
     alone (no XNNPACK, no Edge TPU). If those agree with the host, the model and the file are
     sound and the delegate's kernels for this CPU are at fault; if they disagree too, the model
@@ -558,12 +558,14 @@ def cross_check(module, args, inputs: list, check: dict, rule) -> None:
     worst_sqnr = min(row["sqnr_db"] for row in again["outputs"])
     check["builtin_kernels"] = {"passed": again["passed"], "tracks": tracking,
                                 "max_abs_diff": again["max_abs_diff"], "sqnr_db": worst_sqnr}
-    features = " ".join(f for f in (cpu_facts(platform.machine())["features"] or [])
+    features = " ".join(f for f in (features or [])
                         if f in ("asimddp", "i8mm", "sve", "sve2", "sme", "sme2", "avx512f",
                                  "avx512_vnni", "amx_int8"))
     if tracking:
-        cause = (f"the builtin kernels (--delegate cpu) track the host's outputs (SQNR "
-                 f"{worst_sqnr:.1f} dB, max {again['max_abs_diff']:g}), so the model and the file "
+        closeness = ("identical" if again["max_abs_diff"] == 0 else
+                     f"SQNR {worst_sqnr:.1f} dB, max {again['max_abs_diff']:g}")
+        cause = (f"the builtin kernels (--delegate cpu) track the host's outputs ({closeness}), "
+                 f"so the model and the file "
                  f"are sound and the {args.delegate} kernels this CPU runs are at fault"
                  + (f" (its features: {features})" if features else "")
                  + ": run this board with --delegate cpu, and report it to LiteRT with the "
@@ -745,7 +747,7 @@ def benchmark(args, result: dict) -> None:
         rule = check_rule(result["runtime"], args.reference_runtime)
         result["check"] = check = check_outputs(session, inputs, args.expect, args.atol, rule)
         if not check["passed"] and beyond_rounding(check["outputs"]):
-            cross_check(module, args, inputs, check, rule)
+            cross_check(module, args, inputs, check, rule, result["cpu"]["features"])
         if not result["check"]["passed"]:
             raise Failed(f"the outputs differ from the reference: {result['check']['verdict']}")
 
