@@ -15,7 +15,6 @@ import json
 import math
 import pathlib
 import shlex
-import statistics
 import subprocess
 import sys
 import threading
@@ -202,10 +201,9 @@ class BenchmarkModelRunner:
         if returncode != 0:
             raise CellFailed(f"benchmark_model exit {returncode}: {_tail(stdout)}")
         verdict = device_runner.throttling(samples, THROTTLE_THRESHOLD)
-        settled = samples[-max(1, round(len(samples) * device_runner.SETTLED_SHARE)):]
-        medians = [s["median_ms"] for s in settled]
+        medians = [s["median_ms"] for s in device_runner.settled_samples(samples)]
         return _metrics({
-            "latency_ms": {"median": statistics.median(medians), "min": min(medians),
+            "latency_ms": {"median": verdict["settled_ms"], "min": min(medians),
                            "max": max(medians)},
             "latency_statistic": "median",
             "runs": sum(s["runs"] or 0 for s in samples),
@@ -440,8 +438,7 @@ def host_references(models: list[ModelFile], directory: pathlib.Path, log=None) 
                 [sys.executable, str(DEVICE_RUNNER), model.path, "--runs", "1", "--warmup", "0",
                  "--save_inputs", str(inputs), "--save_outputs", str(outputs)],
                 capture_output=True, text=True, timeout=600)
-            lines = [line for line in proc.stdout.splitlines() if line.startswith("{")]
-            result = json.loads(lines[-1]) if lines else {}
+            result = device_runner.read_result(proc.stdout) or {}
             if result.get("status") != "ok":
                 raise CellFailed(f"{model.name} does not run on this machine, so it has no "
                                  f"reference outputs: {result.get('reason') or _tail(proc.stderr)}")

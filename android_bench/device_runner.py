@@ -825,10 +825,15 @@ def sustain(session, duration_s: float, sample_s: float, threshold: float) -> di
             **throttling(samples, threshold), "settled_times": settled}
 
 
+def settled_samples(samples: list) -> list:
+    """The samples of the last quarter of a sustained run (at least one)."""
+    return samples[-max(1, round(len(samples) * SETTLED_SHARE)):]
+
+
 def throttling(samples: list, threshold: float) -> dict:
     """First sample against the last quarter's: did latency rise or the frequency fall by more
     than `threshold` (a fraction)?"""
-    first, settled = samples[0], samples[-max(1, round(len(samples) * SETTLED_SHARE)):]
+    first, settled = samples[0], settled_samples(samples)
     cold_ms = first["median_ms"]
     hot_ms = float(np.median([s["median_ms"] for s in settled]))
     facts = {"threshold": threshold, "cold_ms": cold_ms, "settled_ms": ms(hot_ms),
@@ -896,6 +901,17 @@ def has_module(name: str) -> bool:
     except ImportError:
         return False
     return True
+
+
+def read_result(stdout: str):
+    """For the host: the JSON object a run printed (its last line starting with "{"), or
+    None when it printed none, or a damaged one."""
+    lines = [line for line in stdout.splitlines() if line.startswith("{")]
+    try:
+        result = json.loads(lines[-1]) if lines else None
+    except ValueError:
+        return None
+    return result if isinstance(result, dict) else None
 
 
 def json_safe(value):

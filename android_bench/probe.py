@@ -6,7 +6,6 @@ and this machine, so `devices` and every result record describe targets the same
 
 from __future__ import annotations
 
-import json
 import pathlib
 import re
 import shlex
@@ -105,12 +104,8 @@ def runtime_view(target: Target, pushed: bool = False) -> dict:
         target.push(pathlib.Path(device_runner.__file__), remote)
     result = target.shell(f"{shlex.quote(target.python)} {shlex.quote(remote)} --describe",
                           timeout=300)
-    lines = [line for line in result.stdout.splitlines() if line.startswith("{")]
-    try:
-        facts = json.loads(lines[-1]) if lines else None
-    except ValueError:
-        facts = None
-    if not isinstance(facts, dict):
+    facts = device_runner.read_result(result.stdout)
+    if facts is None:
         tail = (result.stderr or result.stdout).strip().splitlines()[-1:] or ["no output"]
         return {"runtime": {"package": None, "reason": f"{target.python}: {tail[0][:200]}"}}
     cpu = facts.get("cpu") or {}
