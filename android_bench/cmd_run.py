@@ -5,11 +5,15 @@
       --delegates xnnpack,gpu --benchmark_binary ~/android_aarch64_benchmark_model
   python -m android_bench run --targets ssh:mendel@coral.local --delegates edgetpu --models m_edgetpu.tflite
   python -m android_bench run --models @zoo,@fd_mobilenet_paper --rounds 5 --cooldown_s 0
+  python -m android_bench run --models @ssdlite_paper --modes float32,int8 --targets adb
 
 Models are .tflite paths, zoo names (name[:alpha=0.5][:groups=3][:minimalistic]) that the
 converter builds first into --artifacts_dir, stock:NAME for the keras.applications network
-converted the stock way (to time ours against), or @zoo / @fd_mobilenet_paper for the
-benchmark suites (android_bench/suites.py). --rounds N runs every cell N times, interleaved
+converted the stock way (to time ours against), or @zoo / @fd_mobilenet_paper /
+@ssdlite_paper for the benchmark suites (android_bench/suites.py). Detectors
+(ssdlite_mobilenet_v3_small[:reduced_tail], ...) are zoo names too: converted with their
+post-processing op (TFLite_Detection_PostProcess), which benchmark_model and LiteRT's
+interpreter resolve as a builtin custom op. --rounds N runs every cell N times, interleaved
 (each cell once per round), and compares the median over the rounds: on a shared or warming
 machine that compares models side by side rather than minute by minute.
 
@@ -51,13 +55,16 @@ bench_cli.define_target_flags()
 flags.DEFINE_list("models", ["fd_mobilenet", "mobilenet_v2"], ".tflite files, zoo names "
                   "(name[:alpha=..][:input_size=..][:groups=..][:minimalistic]), stock:NAME "
                   "(keras.applications converted the stock way) and suites (@zoo, "
-                  "@fd_mobilenet_paper).")
+                  "@fd_mobilenet_paper, @ssdlite_paper). Detectors (ssdlite_*) are zoo "
+                  "names too.")
 flags.DEFINE_integer("rounds", 1, "Run every cell this many times, interleaved (all cells "
                      "once per round); the comparison takes the median over the rounds.",
                      lower_bound=1)
 flags.DEFINE_list("modes", ["float32", "int8"], "Zoo models: the converter modes to build "
                   "(float32, float16, dynamic, int8).")
-flags.DEFINE_integer("input_size", 224, "Zoo models: input size unless the entry gives one.")
+flags.DEFINE_integer("input_size", 224, "Zoo models: input size unless the entry gives one. "
+                     "Not given: each network's default, 224 for classifiers and the paper's "
+                     "320 for SSDLite detectors.")
 flags.DEFINE_boolean("rebuild", False, "Zoo models: convert again even when --artifacts_dir "
                      "has them (after a converter upgrade).")
 flags.DEFINE_string("artifacts_dir", "artifacts", "Where zoo models are converted to (reused "
@@ -83,7 +90,9 @@ flags.DEFINE_boolean("expect", False, "Interpreter test: run each model once on 
                      "cell says whether the outputs still track the host's (kernels rounding "
                      "differently) or not, and then whether the builtin kernels agree (the "
                      "delegate's kernels on that CPU at fault) or not (a broken model or "
-                     "runtime). Device runner only.")
+                     "runtime). A detector's TFLite_Detection_PostProcess outputs compare as "
+                     "floats, num_detections and the detection slots it filled. Device runner "
+                     "only.")
 flags.DEFINE_float("duration_s", None, "Sustained run: run each model continuously for this "
                    "many seconds (instead of --num_runs), sampling latency with CPU frequency "
                    "and temperature; the latency reported is the last quarter's, and a rise of "
@@ -181,6 +190,12 @@ def targets_from_flags() -> list[targets_lib.Target]:
     return list(unique.values())
 
 
+def input_size_from_flags() -> int | None:
+    """--input_size when given; else None, so that each zoo network takes its own default (a
+    detector is not converted at the classifiers' 224 by accident)."""
+    return FLAGS.input_size if FLAGS["input_size"].present else None
+
+
 def runner_for(target: targets_lib.Target):
     kind = FLAGS.runner
     if kind == "auto":
@@ -247,7 +262,8 @@ def main(argv):
         cli.quiet_tensorflow(FLAGS.verbose)
     try:
         models = models_lib.resolve(FLAGS.models, FLAGS.modes, pathlib.Path(FLAGS.artifacts_dir),
-                                    input_size=FLAGS.input_size, rebuild=FLAGS.rebuild,
+                                    input_size=input_size_from_flags(),
+                                    rebuild=FLAGS.rebuild,
                                     log=lambda m: print(m, file=sys.stderr))
     except models_lib.ModelError as err:
         raise cli.UsageError(str(err).splitlines()[0]) from None

@@ -2,8 +2,12 @@
 
 Per target (and configuration): a Markdown and a CSV table of model, MACs, params, size and
 latency, with the speed-up against a baseline model and each int8 model against its float
-twin; and a PNG of latency against MACs (and against top-1 where accuracy is known), in the
-style of the MobileNet V3 paper's Pixel figures.
+twin; and a PNG of latency against MACs (and against top-1, or a detector's mAP@.5, where
+accuracy is known), in the style of the MobileNet V3 paper's Pixel figures. The @ssdlite_paper
+suite's detectors get a table of their own beside the paper's published Table 6 (Pixel 1).
+
+Accuracy, by model name as the tables show it: a classifier's top-1, a detector's COCO mAP@.5
+and mAP@[.5:.95] ("map_50", "map": the keys of `tfmobile.evaluate --json`), as fractions.
 """
 
 from __future__ import annotations
@@ -141,11 +145,53 @@ def _by_artifact(records: list[BenchmarkRecord]) -> dict:
     return {(r.model.artifact, r.model.compiled_for): r for r in records if r.model.artifact}
 
 
+# Accuracy metrics (fractions) -> their columns. A detector's mAP@.5 is the headline: COCO's
+# mAP@[.5:.95] beside it.
+ACCURACY_COLUMNS = {"top1": "top-1", "map_50": "mAP@.5", "map": "mAP"}
+
+
+def is_detector(record: BenchmarkRecord) -> bool:
+    """Whether the record timed a zoo detector (by its records, not its file name)."""
+    from android_bench import models
+
+    artifact = record.model.artifact
+    return artifact is not None and models.is_detector(artifact.model.name)
+
+
+def accuracy_of(record: BenchmarkRecord, accuracy: dict | None) -> dict[str, float]:
+    """The accuracy file's figures for the record's model, as {metric: fraction}. A plain
+    number is a classifier's top-1 and a detector's mAP@.5; an object gives its metrics by
+    name (top1, map_50, map)."""
+    value = (accuracy or {}).get(record.model.name)
+    if value is None:
+        return {}
+    if isinstance(value, dict):
+        return {key: value[key] for key in ACCURACY_COLUMNS if value.get(key) is not None}
+    return {"map_50" if is_detector(record) else "top1": value}
+
+
+def headline_accuracy(records: list[BenchmarkRecord], accuracy: dict | None
+                      ) -> tuple[dict[str, float], str]:
+    """({model name: accuracy in %}, its axis label) for the latency-accuracy plot: top-1 of
+    classifiers, or mAP@.5 of detectors when no classifier has a figure (one axis, one
+    metric)."""
+    found = {r.model.name: accuracy_of(r, accuracy) for r in records}
+    for metric in ("top1", "map_50"):
+        points = {name: 100 * got[metric] for name, got in found.items() if metric in got}
+        if points:
+            return points, f"{ACCURACY_COLUMNS[metric]} (%)"
+    return {}, ""
+
+
 def table_rows(records: list[BenchmarkRecord], baseline: str | None = None,
                accuracy: dict | None = None) -> list[dict]:
     by_name = {r.model.name: r for r in records}
     by_artifact = _by_artifact(records)
     base = by_name.get(baseline) if baseline else None
+    # Accuracy columns: those any model of the table has (top-1 always, as before, when given).
+    shown = {metric for r in records for metric in accuracy_of(r, accuracy)}
+    if accuracy and not shown & {"map_50", "map"}:
+        shown.add("top1")
     rows = []
     for record in sorted(records, key=lambda r: (r.model.macs or 0, r.model.name)):
         model, stats = record.model, record.metrics.latency_ms
@@ -186,7 +232,10 @@ def table_rows(records: list[BenchmarkRecord], baseline: str | None = None,
             row["top ops"] = (op_profile.summary(record.metrics.op_profile)
                               if record.metrics.op_profile else "")
         if accuracy:
-            row["top-1"] = f"{accuracy[model.name]:.1%}" if model.name in accuracy else ""
+            figures = accuracy_of(record, accuracy)
+            for metric, column in ACCURACY_COLUMNS.items():
+                if metric in shown:
+                    row[column] = f"{figures[metric]:.1%}" if metric in figures else ""
         rows.append(row)
     return rows
 
@@ -233,6 +282,84 @@ def fd_mobilenet_rows(records: list[BenchmarkRecord]) -> list[dict]:
     return rows
 
 
+PUBLISHED = "published (paper, Pixel 1)"
+MEASURED = "measured (this target)"
+
+
+def ssdlite_paper_rows(records: list[BenchmarkRecord], accuracy: dict | None = None
+                       ) -> list[dict]:
+    """The MobileNet V3 paper's SSDLite table (android_bench/suites.py, SSDLITE_PAPER) beside
+    what the records measured: per network its published row (the paper's Pixel 1 latency and
+    COCO mAP, the MAdds of its card in tfmobile.models.cards), then one measured row
+    per input size and mode. Phones differ, so the rows compare by their speed-up over the
+    MobileNet V2 row of the same source (and mode), as the paper compares. No params column:
+    the cards count conv weights, the reports Keras's parameters (batch norm too), and one
+    column of both would compare unlike counts. Empty unless the records hold one of its
+    networks."""
+    from android_bench import models, suites
+    from tfmobile.models import cards
+
+    by_artifact = _by_artifact(records)
+    names = {models.parse_zoo_entry(row.entry)[0] for row in suites.SSDLITE_PAPER}
+    ours = [r.model.artifact for r in records
+            if r.model.artifact and not r.model.compiled_for and r.model.artifact.model.name in names]
+    sizes = sorted({a.model.input_size for a in ours})
+    modes = [m for m in MODES if any(a.conversion.mode == m for a in ours)]
+
+    def find(entry: str, size: int, mode: str) -> BenchmarkRecord | None:
+        try:
+            identity, _ = models.zoo_identity(entry, size)
+        except models.ModelError:  # a size the zoo does not build (a store from elsewhere)
+            return None
+        return by_artifact.get((ArtifactId(identity, Conversion(mode=mode)), None))
+
+    def card(entry: str):
+        name, variants = models.parse_zoo_entry(entry)
+        return next((c for c in cards.DETECTION_CARDS
+                     if c.model == name and dict(c.variants) == variants), None)
+
+    measured = {(row.label, size, mode): find(row.entry, size, mode)
+                for row in suites.SSDLITE_PAPER for size in sizes for mode in modes}
+    if not any(measured.values()):
+        return []
+    reference = next(r for r in suites.SSDLITE_PAPER if r.label == suites.SSDLITE_REFERENCE)
+    rows = []
+    for paper in suites.SSDLITE_PAPER:
+        published = card(paper.entry)
+        rows.append({
+            "network": f"SSDLite {paper.label}", "source": PUBLISHED, "input": paper.input_size,
+            "mode": "", "MACs (M)": published.macs_m if published else "",
+            "latency (ms)": f"{paper.latency_ms:g}",
+            f"vs {reference.label}": f"{reference.latency_ms / paper.latency_ms:.2f}x",
+            "mAP": f"{paper.map:.1f}%", "mAP@.5": ""})
+        for size in sizes:
+            for mode in modes:
+                record = measured[(paper.label, size, mode)]
+                if record is None:
+                    continue
+                base = measured[(reference.label, size, mode)]
+                figures = accuracy_of(record, accuracy)
+                rows.append({
+                    "network": f"SSDLite {paper.label}", "source": MEASURED, "input": size,
+                    "mode": mode, "MACs (M)": _millions(record.model.macs),
+                    "latency (ms)": f"{_latency(record):.2f}",
+                    f"vs {reference.label}": f"{_latency(base) / _latency(record):.2f}x"
+                    if base else "",
+                    "mAP": f"{figures['map']:.1%}" if "map" in figures else "",
+                    "mAP@.5": f"{figures['map_50']:.1%}" if "map_50" in figures else ""})
+    return rows
+
+
+def ssdlite_paper_note() -> str:
+    """What the published rows are, under their table."""
+    from android_bench import suites
+
+    return (f"\nPublished rows: {suites.SSDLITE_SOURCE}, figures as printed (COCO test-dev mAP "
+            "@[.5:.95]; MAdds from tfmobile.models.cards), not measured here. Their "
+            "phone is not this target: compare the speed-ups over MobileNet V2, not the "
+            "milliseconds. Measured mAP comes from --accuracy.\n")
+
+
 def _millions(count: int | None) -> str:
     """'140.2', or '' for a model whose report (the operation count) was not found."""
     return f"{count / 1e6:.1f}" if count else ""
@@ -256,7 +383,8 @@ def csv_text(rows: list[dict]) -> str:
 
 def plot(records: list[BenchmarkRecord], title: str, path: pathlib.Path,
          accuracy: dict | None = None) -> None:
-    """Latency against MACs (and against top-1 where known), one marker per mode."""
+    """Latency against MACs (and against top-1, or detectors' mAP@.5, where known), one
+    marker per mode."""
     import logging
 
     import matplotlib
@@ -265,7 +393,8 @@ def plot(records: list[BenchmarkRecord], title: str, path: pathlib.Path,
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    with_acc = [r for r in records if accuracy and r.model.name in accuracy]
+    scores, accuracy_label = headline_accuracy(records, accuracy)
+    with_acc = [r for r in records if r.model.name in scores]
     panels = 2 if with_acc else 1
     fig, axes = plt.subplots(1, panels, figsize=(6.5 * panels, 5), squeeze=False)
     markers = {"float32": "o", "float16": "s", "dynamic": "^", "int8": "D"}
@@ -279,8 +408,8 @@ def plot(records: list[BenchmarkRecord], title: str, path: pathlib.Path,
                 axes[0][0].annotate(name.rsplit("_", 1)[0], (xi, yi), fontsize=7,
                                     xytext=(3, 3), textcoords="offset points")
         if with_acc:
-            acc_points = [(_latency(r), accuracy[r.model.name] * 100) for r in chosen
-                          if r.model.name in accuracy]
+            acc_points = [(_latency(r), scores[r.model.name]) for r in chosen
+                          if r.model.name in scores]
             if acc_points:
                 lat, top1 = zip(*acc_points, strict=True)
                 axes[0][1].scatter(lat, top1, marker=markers.get(mode, "x"), label=mode)
@@ -291,7 +420,7 @@ def plot(records: list[BenchmarkRecord], title: str, path: pathlib.Path,
         axes[0][0].legend()
     if with_acc:
         axes[0][1].set_xlabel("latency (ms)")
-        axes[0][1].set_ylabel("top-1 (%)")
+        axes[0][1].set_ylabel(accuracy_label)
         axes[0][1].grid(alpha=0.3)
         axes[0][1].legend()
     fig.suptitle(title, fontsize=10)
@@ -422,4 +551,11 @@ def write_comparison(records: list[BenchmarkRecord], out_dir: pathlib.Path, *,
             fd_heading = f"FD-MobileNet at equal MFLOPs: {heading}"
             text, files = write_table(out_dir, f"{stem}_fd_mobilenet_paper", fd_rows, fd_heading)
             written.append((fd_heading, text, files))
+        ssd_rows = ssdlite_paper_rows(chosen, accuracy)
+        if ssd_rows:
+            ssd_heading = f"SSDLite, MobileNet V3 paper Table 6, measured and published: {heading}"
+            text, files = write_table(out_dir, f"{stem}_ssdlite_paper", ssd_rows, ssd_heading)
+            text += ssdlite_paper_note()
+            atomic.write_bytes(files[0], text.encode())
+            written.append((ssd_heading, text, files))
     return written

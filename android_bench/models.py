@@ -3,9 +3,14 @@
 A zoo entry is `name[:key=value...]`, e.g. `mobilenet_v1:alpha=0.5:input_size=160`,
 `shufflenet_v1:groups=8`, `mobilenet_v3_small:minimalistic`; it becomes one `.tflite` per mode
 (float32, int8, ...) in the artifacts directory, reused when the one there was made from the
-same records. `stock:NAME[...]` is the same network from keras.applications converted the stock
-way (converters/stock.py), to time ours against. `@SUITE` names a list of entries
+same records. `stock:NAME[...]` is the same network from keras.applications converted the
+stock way (converters/stock.py), to time ours against. `@SUITE` names a list of entries
 (android_bench/suites.py).
+
+Detectors are zoo entries too (`ssdlite_mobilenet_v3_small:reduced_tail`): their network in the
+mode, ending in TFLite_Detection_PostProcess (tfmobile.artifacts.convert_detector_model). An
+entry without input_size= takes the run's --input_size when one is given, else its network's
+own default (224 for classifiers, the paper's 320 for SSDLite).
 
 What a model is travels with it as records (tfmobile_core.records): the ArtifactId embedded in
 a .tflite the converter wrote, and the report beside it (MACs, params). A file name is only
@@ -127,8 +132,9 @@ def parse_zoo_entry(entry: str) -> tuple[str, dict]:
     return name, args
 
 
-def expand(entries: list[str], input_size: int = 224) -> list[str]:
-    """`@suite` entries replaced by their lists, duplicates dropped, order kept."""
+def expand(entries: list[str], input_size: int | None = None) -> list[str]:
+    """`@suite` entries replaced by their lists, duplicates dropped, order kept. `input_size`
+    (None: each network's default) is the suites' to use, as their papers scale it."""
     from android_bench import suites
 
     expanded = []
@@ -143,15 +149,17 @@ def expand(entries: list[str], input_size: int = 224) -> list[str]:
     return list(dict.fromkeys(expanded))
 
 
-def zoo_identity(entry: str, input_size: int = 224) -> tuple[ModelIdentity, bool]:
-    """A zoo or stock: entry's ModelIdentity (variants resolved) and whether it is stock."""
+def zoo_identity(entry: str, input_size: int | None = None) -> tuple[ModelIdentity, bool]:
+    """A zoo or stock: entry's ModelIdentity (variants resolved) and whether it is stock.
+    `input_size` applies unless the entry gives one; None: the network's default (a
+    detector's is its paper's, 320 for SSDLite, not a classifier's 224)."""
     from tfmobile import artifacts, models
 
     stock = entry.startswith(STOCK)
     name, args = parse_zoo_entry(entry[len(STOCK):] if stock else entry)
-    if name not in models.available():
+    if name not in models.available("all"):
         raise ModelError(f"{entry!r} is neither a .tflite file nor a zoo network "
-                         f"({', '.join(models.available())})")
+                         f"({', '.join(models.available('all'))})")
     if stock and name not in artifacts.stock_available():
         raise ModelError(f"{entry!r}: {name} has no keras.applications equivalent "
                          f"(stock: takes {', '.join(artifacts.stock_available())})")
@@ -162,11 +170,22 @@ def zoo_identity(entry: str, input_size: int = 224) -> tuple[ModelIdentity, bool
     return identity, stock
 
 
+def is_detector(name: str) -> bool:
+    """Whether the zoo network `name` is a detector (its conversion ends in the post-processing
+    op, its accuracy is mAP); False for names the zoo does not know."""
+    from tfmobile import models
+
+    try:
+        return models.entry(name).task == "detection"
+    except ValueError:
+        return False
+
+
 def resolve(entries: list[str], modes: list[str], artifacts_dir: pathlib.Path, *,
-            input_size: int = 224, rebuild: bool = False, log=print) -> list[ModelFile]:
+            input_size: int | None = None, rebuild: bool = False, log=print) -> list[ModelFile]:
     """Paths as they are; zoo and stock entries converted (once per mode) into
     `artifacts_dir`, or taken from there when the artifact there holds the same records.
-    Everything is checked before the first (slow) conversion."""
+    Everything is checked before the first (slow) conversion. `input_size`: zoo_identity's."""
     unknown = [m for m in modes if m not in MODES]
     if unknown:
         raise ModelError(f"unknown mode {unknown[0]!r}; choose from {', '.join(MODES)}")
@@ -213,6 +232,11 @@ def resolve(entries: list[str], modes: list[str], artifacts_dir: pathlib.Path, *
         log(f"converting {artifact.stem()} ...")
         if artifact.conversion.path == "stock":
             artifacts.convert_stock(identity, artifact.conversion.mode, artifacts_dir)
+        elif is_detector(identity.name):
+            # Calibrated and checked on the composed detection set, as tfmobile.convert does
+            # without --calibration: the classifier's photographs hold no objects to score.
+            artifacts.convert_detector_model(identity, artifact.conversion, artifacts_dir,
+                                             progress=False)
         else:
             artifacts.convert_zoo_model(identity, pipeline.Request(conversion=artifact.conversion),
                                         artifacts_dir, progress=False)

@@ -4,8 +4,13 @@
                        one that has an equivalent (issue: ours must never be slower)
   @fd_mobilenet_paper  FD-MobileNet 1x / 0.5x / 0.25x and the MobileNet V1, ShuffleNet V1 and
                        V2 widths of about the same cost (Qin et al. 2018, Table 3 and Section 4.4)
+  @ssdlite_paper       SSDLite on MobileNet V1, V2, V3 Large, V3 Large reduced tail (†), V3
+                       Small and V3 Small † (Howard et al. 2019, arXiv 1905.02244v5, Table 6),
+                       at the paper's 320 px; the comparison sets their latency beside the
+                       paper's published Pixel 1 figures
 
-Entries are zoo entries (android_bench/models.py); their input size is the run's --input_size.
+Entries are zoo entries (android_bench/models.py); their input size is the run's --input_size
+when one is given, else the paper's (224 for the classifiers, 320 for SSDLite).
 """
 
 from __future__ import annotations
@@ -57,11 +62,47 @@ def fd_mobilenet_levels(input_size: int = 224) -> list[CostLevel]:
     ]
 
 
-def fd_mobilenet_paper(input_size: int = 224) -> list[str]:
+def fd_mobilenet_paper(input_size: int | None = None) -> list[str]:
     entries = []
-    for level in fd_mobilenet_levels(input_size):
+    for level in fd_mobilenet_levels(input_size or 224):
         entries += [level.fd_mobilenet, *level.peers.values()]
     return entries
 
 
-SUITES = {"zoo": lambda input_size=224: zoo(), "fd_mobilenet_paper": fd_mobilenet_paper}
+@dataclasses.dataclass(frozen=True)
+class PublishedDetector:
+    """One row of the MobileNet V3 paper's SSDLite table: the network as a zoo entry, and what
+    the paper published for it. Published figures, not measurements: the latency is a Pixel 1's
+    single large core (TFLite), the mAP COCO test-dev's mAP@[.5:.95]. The table does not say
+    whether the models ran in float or int8; the checkpoints the paper points to are float."""
+
+    label: str
+    entry: str  # the zoo entry, without input_size (the run's, else the paper's 320)
+    latency_ms: float
+    map: float  # COCO mAP@[.5:.95], %
+    input_size: int = 320
+
+
+SSDLITE_SOURCE = "Howard et al. 2019, arXiv 1905.02244v5, Table 6 (Pixel 1, one large core)"
+# Table 6's rows with a backbone in the zoo (its MnasNet rows have none; its MobileNet V2 0.35
+# and 0.5 rows are left out, as the suite times the full widths). †: the reduced tail.
+SSDLITE_PAPER = (
+    PublishedDetector("MobileNet V1", "ssdlite_mobilenet_v1", 228, 22.2),
+    PublishedDetector("MobileNet V2", "ssdlite_mobilenet_v2", 162, 22.1),
+    PublishedDetector("MobileNet V3 Large", "ssdlite_mobilenet_v3_large", 137, 22.0),
+    PublishedDetector("MobileNet V3 Large \u2020", "ssdlite_mobilenet_v3_large:reduced_tail", 119, 22.0),
+    PublishedDetector("MobileNet V3 Small", "ssdlite_mobilenet_v3_small", 52, 16.0),
+    PublishedDetector("MobileNet V3 Small \u2020", "ssdlite_mobilenet_v3_small:reduced_tail", 43, 16.1),
+)
+SSDLITE_REFERENCE = "MobileNet V2"  # the row the speed-ups are against, as the paper compares
+
+
+def ssdlite_paper(input_size: int | None = None) -> list[str]:
+    """Table 6's networks; at `input_size` when the run gives one, else the paper's 320 (the
+    detectors' own default, so the entries carry no size)."""
+    suffix = f":input_size={input_size}" if input_size else ""
+    return [row.entry + suffix for row in SSDLITE_PAPER]
+
+
+SUITES = {"zoo": lambda input_size=None: zoo(), "fd_mobilenet_paper": fd_mobilenet_paper,
+          "ssdlite_paper": ssdlite_paper}

@@ -78,6 +78,37 @@ def run(interpreter, images: np.ndarray) -> np.ndarray:
     return np.stack(results)
 
 
+def output_names(interpreter) -> dict[int, str]:
+    """Output tensor index -> its key in the model's first signature (its tensor name where the
+    model has no signature). Keys, not positions: the converter orders a SavedModel's outputs
+    by rules of its own, and tensor names ("StatefulPartitionedCall:1") say nothing."""
+    names = {d["index"]: d["name"] for d in interpreter.get_output_details()}
+    signatures = interpreter.get_signature_list()
+    if signatures:
+        runner = interpreter.get_signature_runner(next(iter(signatures)))
+        names.update({d["index"]: key for key, d in runner.get_output_details().items()
+                      if d["index"] in names})
+    return names
+
+
+def run_outputs(interpreter, images: np.ndarray) -> dict[str, np.ndarray]:
+    """run() for a model with several outputs: each output, dequantized as run() does, stacked
+    over the images and keyed as output_names() says."""
+    details = interpreter.get_output_details()
+    names = output_names(interpreter)
+    results = {names[d["index"]]: [] for d in details}
+    for image in images:
+        set_input(interpreter, image)
+        interpreter.invoke()
+        for d in details:
+            y = interpreter.get_tensor(d["index"])[0]
+            if d["dtype"] != np.float32 and d["quantization"][0]:  # not an unquantized int
+                scale, zero = d["quantization"]
+                y = (y.astype(np.float32) - zero) * scale
+            results[names[d["index"]]].append(y)
+    return {name: np.stack(values) for name, values in results.items()}
+
+
 def read_model(content: bytes):
     from ai_edge_litert import schema_py_generated as schema
 

@@ -29,11 +29,12 @@ def test_published_figures_are_reproduced(card):
             assert abs(row["deviation"]) < 0.015, row
 
 
-def test_mac_figures_are_within_one_percent_of_the_reference():
+def test_mac_figures_are_within_their_tolerance_of_the_reference():
+    # 1% for the classifiers; 2% for the detectors' Table 6 rows, which print 2 digits.
     for card in CARDS:
         rows = {r["figure"]: r for r in check_card(card)}
         reference = rows.get("MACs, computed (M)") or rows.get("MACs (M)") or rows["FLOPs incl. pooling (M)"]
-        assert abs(reference["deviation"]) <= 0.01, reference
+        assert abs(reference["deviation"]) <= card.tolerance, reference
 
 
 def test_printed_precision_is_respected():

@@ -4,6 +4,7 @@
   python -m tfmobile.convert --model mobilenet_v3_small --int8 --calibration photos/ --io_type uint8
   python -m tfmobile.convert --model mobilenet_v2 --float16 --weights trained.weights.h5
   python -m tfmobile.convert --model shufflenet_v1 --edgetpu
+  python -m tfmobile.convert --model ssdlite_mobilenet_v3_small --int8 --weights det.weights.h5
 
 Writes <output_dir>/<name>.tflite and <name>.json (the report: architecture, ops, tensor types,
 io quantization, preprocessing, calibration, fidelity on held-out images, versions). Without
@@ -19,7 +20,8 @@ import sys
 from absl import flags
 
 from tfmobile import model_flags
-from tfmobile.artifacts import ConversionError, WriteError, convert_zoo_model
+from tfmobile.artifacts import (ConversionError, WriteError, convert_detector_model,
+                                convert_zoo_model)
 from tfmobile_core import cli
 from tfmobile_core.records import RANDOM_INIT, Conversion, ConversionReport
 
@@ -82,8 +84,76 @@ flags.DEFINE_boolean("debug_quantization", False, "--int8: add the QuantizationD
 flags.DEFINE_list("denylist", [], "--int8: what to keep in float, comma-separated: op types "
                   "in upper case (HARD_SWISH, MUL) or node names as --debug_quantization lists "
                   "them; the report lists what stayed float.")
+flags.DEFINE_boolean("raw_outputs", False, "Detectors: leave TFLite_Detection_PostProcess out; "
+                     "the model outputs its box encodings and class scores (decode them with the "
+                     "anchors in the report's detection section).")
+flags.DEFINE_integer("max_detections", None, "Detectors: detections the post-processing op "
+                     "returns (default 100).", lower_bound=1)
+flags.DEFINE_float("score_threshold", None, "Detectors: the op drops detections scoring below "
+                   "this (default 0.3; 1e-8 as the Object Detection API's configs, for COCO mAP).")
+flags.DEFINE_float("iou_threshold", None, "Detectors: NMS suppresses boxes overlapping a better "
+                   "one by more than this IoU (default 0.6).")
+flags.DEFINE_boolean("regular_nms", None, "Detectors: NMS per class (slower), instead of the "
+                     "default fast NMS over each anchor's best class.")
 flags.DEFINE_boolean("verbose", False, "Show TensorFlow's and the converter's own logging.")
 FLAGS = flags.FLAGS
+
+# Detectors' post-processing flags -> converters.detection.PostProcess fields.
+POSTPROCESS_FLAGS = {"max_detections": "max_detections", "score_threshold": "nms_score_threshold",
+                     "iou_threshold": "nms_iou_threshold", "regular_nms": "use_regular_nms"}
+# The classifier converter's int8 methods; the detector converter calibrates min/max only.
+CLASSIFIER_ONLY = ("debug_quantization", "denylist", "equalize", "ranges", "bias_correction",
+                   "adaround", "per_tensor")
+
+
+def detector_conversion(mode: str) -> Conversion:
+    """The Conversion of a detector from the flags; options it does not take are usage errors."""
+    for name in CLASSIFIER_ONLY:
+        if FLAGS[name].present:
+            raise cli.UsageError(f"--{name} applies to classifiers; detectors are calibrated "
+                                 "with min/max ranges only")
+    postprocess = {field: FLAGS[flag].value for flag, field in POSTPROCESS_FLAGS.items()
+                   if FLAGS[flag].value is not None}
+    if FLAGS.raw_outputs and postprocess:
+        raise cli.UsageError(f"--raw_outputs leaves the post-processing op out; drop "
+                             f"--{next(f for f in POSTPROCESS_FLAGS if FLAGS[f].value is not None)}")
+    if "nms_iou_threshold" in postprocess and not 0 < postprocess["nms_iou_threshold"] <= 1:
+        raise cli.UsageError("--iou_threshold must be in (0, 1]")
+    return Conversion(mode=mode, io_type="uint8" if FLAGS.edgetpu else FLAGS.io_type or "",
+                      edgetpu=FLAGS.edgetpu, expand_hard_swish=FLAGS.expand_hard_swish,
+                      float_depthwise=FLAGS.float_depthwise,
+                      raw_outputs=FLAGS.raw_outputs, postprocess=tuple(postprocess.items()))
+
+
+def print_detector_summary(report: ConversionReport, tflite_path, report_path) -> None:
+    art, det = report.artifact, report.detection
+    print(f"{tflite_path.stem}: {tflite_path} ({art.file_bytes / 1e6:.2f} MB, "
+          f"{report.seconds:.1f} s)")
+    graph = det["graph"]
+    names = ", ".join(o["key"] for o in graph["outputs"])
+    print(f"  network fully integer: {'yes' if graph['fully_integer'] else 'no'}; input "
+          f"{graph['input']['dtype']}; outputs: {names}")
+    run = det["execution"]
+    outside = ", ".join(f"{n} {op}" for op, n in run["ops_outside_delegate"].items())
+    print(f"  LiteRT CPU: {run['partitions']} XNNPACK partition"
+          f"{'s' if run['partitions'] != 1 else ''}" + (f"; outside it: {outside}" if outside
+                                                        else ", nothing outside"))
+    for note in det.get("notes", []):
+        print(f"  note: {note}")
+    fid = det["fidelity"]
+    parts = []
+    if fid.get("score_sqnr_db") is not None:
+        parts.append(f"score SQNR {fid['score_sqnr_db']:.1f} dB")
+    if fid.get("box_iou_mean") is not None:
+        parts.append(f"box IoU {fid['box_iou_mean']:.3f}")
+    if fid.get("detection_agreement") is not None:
+        parts.append(f"float detections found {fid['detection_agreement']:.0%}")
+    print(f"  vs float on {fid['samples']} held-out images: " + ", ".join(parts))
+    for line in det.get("warnings", []):
+        print(f"  WARNING: {line}")
+    if report.edgetpu:
+        print_edgetpu_summary(report.edgetpu)
+    print(f"  report: {report_path}")
 
 
 def mode_from_flags() -> str:
@@ -274,6 +344,13 @@ def main(argv):
     if FLAGS.edgetpu:
         args = edgetpu_profile(FLAGS.model, args)
     identity = model_flags.identity_from_flags(FLAGS, args)
+    from tfmobile import models
+
+    detector = models.entry(identity.name).task == "detection"
+    if not detector:
+        for flag in ("raw_outputs", *POSTPROCESS_FLAGS):
+            if FLAGS[flag].present:
+                raise cli.UsageError(f"--{flag} applies to detectors (ssdlite_*, yolo_*)")
     from calibration import sources
 
     try:
@@ -281,6 +358,23 @@ def main(argv):
     except sources.SourceError as err:
         raise cli.UsageError(str(err)) from None
     out_dir = check_output_dir(FLAGS.output_dir)
+    if detector:
+        conversion = detector_conversion(mode)
+        cli.quiet_tensorflow(FLAGS.verbose)
+        try:
+            tflite_path, report_path, report = convert_detector_model(
+                identity, conversion, out_dir,
+                image_set=image_set if FLAGS.calibration else None,
+                calibration_samples=FLAGS.calibration_samples, eval_samples=FLAGS.eval_samples,
+                verbose=FLAGS.verbose)
+        except ConversionError as err:
+            print(f"tfmobile.convert: conversion failed: {err}", file=sys.stderr)
+            return 1
+        except WriteError as err:
+            raise cli.Failure(str(err)) from None
+        print_detector_summary(report, tflite_path, report_path)
+        compiler = (report.edgetpu or {}).get("compiler", {})
+        return 1 if compiler.get("ran") and not compiler.get("compiled") else 0
     cli.quiet_tensorflow(FLAGS.verbose)
     from converters import pipeline
 

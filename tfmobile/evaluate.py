@@ -419,6 +419,13 @@ def main(argv):
         value = FLAGS[flag].value
         if value and not (flag == "reference" and keras_reference) and not pathlib.Path(value).is_file():
             raise cli.UsageError(f"--{flag} {value!r} does not exist")
+    from tfmobile.detection import commands as detection_commands
+
+    if (model_flags.is_detector(FLAGS.model)
+            or FLAGS.tflite and detection_commands.is_detector_file(FLAGS.tflite)):
+        return detection_commands.evaluate_main(FLAGS)
+    if FLAGS.draw:
+        raise cli.UsageError("--draw applies to detectors")
     identity = model_flags.identity_from_flags(FLAGS) if FLAGS.model else None
 
     # The models' classes and the data are checked before TensorFlow loads (seconds), which
@@ -474,7 +481,8 @@ if __name__ == "__main__":
     flags.DEFINE_string("data", None, "Labelled images: a folder with one subfolder per class "
                         "(ILSVRC2012: one per synset), a flat folder with --labels, or a flat "
                         "folder whose file names carry the class (n01440764_tench.JPEG, "
-                        "imagenet_00_243.jpg).")
+                        "imagenet_00_243.jpg). Detectors (mAP through pycocotools): a COCO "
+                        ".json, a VOC folder, a .tfrecord, or 'composed'.")
     flags.DEFINE_string("labels", None, "Ground truth of a flat --data folder: lines `<file name> "
                         "<label>`, the label a class index in the standard 0-based order (caffe's "
                         "val.txt) or a synset ID; or Kaggle's LOC_val_solution.csv.")
@@ -482,6 +490,10 @@ if __name__ == "__main__":
                         ".tflite, or `keras` for the --model/--weights network (--tflite being "
                         "the model compared). Adds the top-1 change with its 95% interval, the "
                         "images flipped each way, McNemar's exact p and top-1 agreement.")
+    flags.DEFINE_string("draw", None, "Detectors: a folder for PNGs of the first images' "
+                        "detections, each model's side by side, the ground truth dashed.")
+    flags.DEFINE_string("images", None, "Detectors: the folder of a COCO --data file's images "
+                        "(default: the folder named like the .json, else beside it).")
     flags.DEFINE_boolean("json", False, "Print one JSON object (accuracies as fractions).")
     flags.DEFINE_boolean("verbose", False, "Show TensorFlow's own logging.")
     flags.mark_flag_as_required("data")

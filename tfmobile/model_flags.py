@@ -17,9 +17,11 @@ def define_model_flags(required: bool = True) -> None:
                         + ", ".join(models.available()) + ".")
     flags.DEFINE_float("alpha", 1.0, "Width multiplier: scales every layer's channels "
                        "(ShuffleNet V2 comes in 0.5, 1, 1.5 and 2).")
-    flags.DEFINE_integer("input_size", 224, "Side of the square RGB input, at least 32.")
-    flags.DEFINE_integer("num_classes", None, "Classifier width (default: the number of classes "
-                         "the --weights were trained on, from their .classes.json; else 1000).")
+    flags.DEFINE_integer("input_size", None, "Side of the square RGB input, at least 32 "
+                         "(default 224; detectors 320).")
+    flags.DEFINE_integer("num_classes", None, "Classifier width, or a detector's object classes "
+                         "(default: the number of classes the --weights were trained on, from "
+                         "their .classes.json; else 1000, or COCO's 90 for detectors).")
     for key, variant in models.all_variants().items():
         if isinstance(variant.default, bool):
             flags.DEFINE_boolean(key, None, f"{variant.help} (default: {variant.default}).")
@@ -29,6 +31,17 @@ def define_model_flags(required: bool = True) -> None:
                                  + f" (default: {variant.default}).")
     if required:
         flags.mark_flag_as_required("model")
+
+
+def is_detector(name: str | None) -> bool:
+    """Whether --model names a detector (ssdlite_*, yolo_*); unknown names are not, and get
+    the usual error later."""
+    from tfmobile import models
+
+    try:
+        return name is not None and models.entry(name).task == "detection"
+    except ValueError:
+        return False
 
 
 def define_weights_flags(weights_help: str) -> None:
@@ -45,8 +58,10 @@ def model_args(FLAGS) -> dict:
     """The flags as keyword arguments of tfmobile.models.build (variants only when given)."""
     from tfmobile import models
 
-    args = dict(alpha=FLAGS.alpha, input_size=FLAGS.input_size,
-                num_classes=FLAGS.num_classes if FLAGS.num_classes is not None else 1000)
+    args = dict(alpha=FLAGS.alpha)
+    for key in ("input_size", "num_classes"):  # else the network's default (its task's)
+        if FLAGS[key].value is not None:
+            args[key] = FLAGS[key].value
     for key in models.all_variants():
         if FLAGS[key].value is not None:
             args[key] = FLAGS[key].value
@@ -59,7 +74,7 @@ def identity(name: str, args: dict, *, weights: str | None = None,
     names that do not match the classifier's width, are usage errors."""
     from tfmobile import models
 
-    if class_names is not None and args["num_classes"] != len(class_names):
+    if class_names is not None and args.get("num_classes", len(class_names)) != len(class_names):
         raise cli.UsageError(f"the weights {weights} were trained on {len(class_names)} classes "
                              f"(their .classes.json); --num_classes {args['num_classes']} "
                              "does not match: drop --num_classes")

@@ -2,6 +2,7 @@
 
   python -m tfmobile.summary --model mobilenet_v2 --alpha 1.4
   python -m tfmobile.summary --model shufflenet_v1 --groups 8 --json
+  python -m tfmobile.summary --model ssdlite_mobilenet_v3_small --reduced_tail   # 320 px, 90 classes
   python -m tfmobile.summary --published      # every published figure against the zoo
 
 MACs count conv, depthwise and dense layers (H_out * W_out * k * k * C_in / groups * C_out), as
@@ -35,8 +36,10 @@ def format_table(summary: dict) -> str:
             f"{layer['params']:>11,} {layer['macs']:>13,}"
         )
     variant = "".join(
-        f", {k} {summary[k]}" for k in ("groups", "minimalistic") if k in summary
-    )
+        f", {k} {summary[k]}" for k in ("groups", "minimalistic") if summary.get(k)
+    ) + (", reduced tail (†)" if summary.get("reduced_tail") else "")
+    if summary["model"].startswith(("ssdlite_", "yolo_")):
+        variant += f", {summary['num_classes']} classes + background"
     lines.append(
         f"{summary['model']} (alpha {summary['alpha']:g}, {summary['input_size']}x"
         f"{summary['input_size']}{variant}): {summary['params']:,} params "
@@ -66,8 +69,8 @@ def main(argv):
     if not FLAGS.published:
         if FLAGS.model is None:
             raise cli.UsageError("--model is required (or --published); see --help")
-        args = model_flags.model_args(FLAGS)
-        model_flags.identity(FLAGS.model, args)  # the arguments checked before TensorFlow loads
+        # The arguments checked, and their defaults resolved, before TensorFlow loads.
+        args = model_flags.identity(FLAGS.model, model_flags.model_args(FLAGS)).build_args()
     cli.quiet_tensorflow(FLAGS.verbose)
     if FLAGS.published:
         from tfmobile.models.cards import CARDS, check_card

@@ -133,6 +133,10 @@ def train(model, train_set, val_set=None, *, epochs=10, batch_size=32, learning_
 def main(argv):
     del argv
     FLAGS = flags.FLAGS
+    if model_flags.is_detector(FLAGS.model):
+        from tfmobile.detection import commands
+
+        return commands.train_main(FLAGS)
     if not FLAGS.epochs and not FLAGS.quantization_aware_epochs:
         raise cli.UsageError("--epochs 0 trains nothing without --quantization_aware_epochs")
     from tfmobile import data
@@ -195,8 +199,12 @@ def main(argv):
 
 if __name__ == "__main__":
     model_flags.define_model_flags()
-    flags.DEFINE_string("data", None, "Training images: a folder with one subfolder per class.")
-    flags.DEFINE_string("val_data", None, "Validation images, same layout (best epoch is kept).")
+    flags.DEFINE_string("data", None, "Training images: a folder with one subfolder per class. "
+                        "Detectors: a COCO instances .json, a Pascal VOC folder, a TF Object "
+                        "Detection API .tfrecord, or 'composed' (the real-image set composed "
+                        "from the embedded photographs, calibration/detection_set.py).")
+    flags.DEFINE_string("val_data", None, "Validation images, same layout (best epoch is kept; "
+                        "detectors: by mAP@.5).")
     model_flags.define_weights_flags("Start from these weights (.weights.h5 or imagenet).")
     flags.DEFINE_integer("epochs", 10, "Passes over the training images (0: none, with "
                          "--quantization_aware_epochs to fine-tune --weights only).", lower_bound=0)

@@ -145,6 +145,14 @@ class Conversion:
     bias_correction: str = "auto"
     adaround: bool = False  # learned weight rounding (slow: minutes)
     path: str = "tfmobile"  # or "stock": TFLiteConverter.from_keras_model as TF's guide shows
+    # Detectors: the network's two raw outputs only, without TFLite_Detection_PostProcess; and
+    # the op's options that differ from converters.detection.PostProcess's defaults.
+    raw_outputs: bool = False
+    postprocess: tuple[tuple[str, Any], ...] = ()
+
+    # Fields written only when they differ from their defaults, so that the records (and the
+    # keys derived from them) of every classifier conversion stay as they were.
+    ADDED_LATER = ("raw_outputs", "postprocess")
 
     def __post_init__(self):
         _require(self.mode in MODES, "conversion.mode", f"one of {', '.join(MODES)}", self.mode)
@@ -163,6 +171,9 @@ class Conversion:
                  f"one of {', '.join(BIAS_CORRECTIONS)}", self.bias_correction)
         normalize("io_type", io_type)
         normalize("denylist", tuple(sorted(self.denylist)))
+        normalize("postprocess", tuple(sorted((str(k), v) for k, v in self.postprocess)))
+        if self.raw_outputs:
+            normalize("postprocess", ())
         if self.mode != "int8" or self.path == "stock":  # int8 options of tfmobile's converter
             for name in ("per_tensor", "expand_hard_swish", "denylist", "edgetpu"):
                 normalize(name, _DEFAULTS[name])
@@ -197,16 +208,27 @@ class Conversion:
         if self.denylist:
             digest = hashlib.sha256("\n".join(self.denylist).encode()).hexdigest()[:6]
             parts.append(f"denylist{len(self.denylist)}-{digest}")
+        if self.raw_outputs:
+            parts.append("raw")
+        if self.postprocess:
+            digest = hashlib.sha256(repr(self.postprocess).encode()).hexdigest()[:6]
+            parts.append(f"nms-{digest}")
         return "_".join(parts)
 
     def to_json(self) -> dict:
         data = dataclasses.asdict(self)
         data["denylist"] = list(self.denylist)
+        data["postprocess"] = dict(self.postprocess)
+        for name in self.ADDED_LATER:
+            if getattr(self, name) == _DEFAULTS[name]:
+                del data[name]
         return data
 
     @classmethod
     def from_json(cls, data, where: str = "conversion") -> Conversion:
         data = dict(_mapping(data, where))
+        if isinstance(data.get("postprocess"), dict):
+            data["postprocess"] = sorted(data["postprocess"].items())
         for name, before in _BEFORE_PTQ_METHODS.items():  # written before these existed
             data.setdefault(name, before)
         return build_record(cls, {k: v for k, v in data.items() if k in _field_names(cls)}, where)
@@ -366,6 +388,9 @@ class ConversionReport:
     git_commit: str | None = None
     created: str | None = None
     schema_version: int = SCHEMA_VERSION
+    # Detectors: the post-processing op, the partitions and the fidelity of boxes and scores
+    # (converters.detection); `fidelity` is the classifiers' section.
+    detection: dict | None = None
 
     @property
     def artifact_id(self) -> ArtifactId:
@@ -375,7 +400,8 @@ class ConversionReport:
         return {
             "schema_version": self.schema_version,
             "model": {**self.model.to_json(), "params": self.stats.params,
-                      "macs": self.stats.macs, "output": "logits"},
+                      "macs": self.stats.macs,
+                      "output": "logits" if self.detection is None else "detections"},
             "conversion": {**self.conversion.to_json(), "converter": self.converter_path,
                            "seconds": self.seconds, "quantization": self.quantization},
             "artifact": {**self.artifact.to_json(), "stem": self.artifact_id.stem()},
@@ -387,6 +413,7 @@ class ConversionReport:
             "versions": self.versions,
             "git_commit": self.git_commit,
             "created": self.created,
+            **({} if self.detection is None else {"detection": self.detection}),
         }
 
     @classmethod
@@ -410,7 +437,7 @@ class ConversionReport:
                 "schema_version": data["schema_version"],
                 **{key: data.get(key) for key in ("preprocessing", "calibration", "layer_errors",
                                                    "edgetpu", "versions", "git_commit",
-                                                   "created")}}
+                                                   "created", "detection")}}
         return build_record(cls, rest, where, ready=ready)
 
     @classmethod

@@ -13,8 +13,11 @@ from tfmobile.models import (  # noqa: F401
     fd_mobilenet,
     shufflenet,
     mobilenet_edgetpu,
+    detectors,  # after the networks: every one of them is a backbone
 )
-from tfmobile.models.registry import all_variants, available, build, entry, get_spec, identity
+from tfmobile.models.registry import (all_variants, available, build, build_backbone, entry,
+                                      get_spec, identity)
 from tfmobile.models.weights import port_weights
 
-__all__ = ["all_variants", "available", "build", "entry", "get_spec", "identity", "port_weights"]
+__all__ = ["all_variants", "available", "build", "build_backbone", "entry", "get_spec", "identity",
+           "port_weights"]

@@ -47,6 +47,31 @@ def resolve(spec: BlockSpec, in_ch: int, net: NetworkSpec) -> Block:
     )
 
 
+def _blocks(net: NetworkSpec, inputs) -> list:
+    """Every block's output tensor, in table order."""
+    outputs, x = [], inputs
+    for i, spec in enumerate(net.blocks):
+        x = BUILDERS[spec.block](x, resolve(spec, x.shape[-1], net), f"b{i}")
+        outputs.append(x)
+    return outputs
+
+
+def levels(model: keras.Model, net: NetworkSpec) -> keras.Model:
+    """`model` (an assembled network) cut at its feature levels (`net.levels`, e.g.
+    {"C3": stride 8, "C4": stride 16, "C5": stride 32}): a model sharing its layers and weights
+    that returns a dict of those tensors. Only the blocks the deepest level needs remain."""
+    taps = {}
+    for name, tap in net.taps().items():
+        index = tap.find(net.blocks)
+        if tap.where == "expand":
+            layer = model.get_layer(f"b{index}_expand_act")
+        else:  # a block's output is its last layer in the graph's order
+            layer = [la for la in model.layers
+                     if la.name == f"b{index}" or la.name.startswith(f"b{index}_")][-1]
+        taps[name] = layer.output
+    return keras.Model(model.input, taps, name=f"{model.name}_levels")
+
+
 def assemble(
     net: NetworkSpec,
     input_size: int,
@@ -55,9 +80,7 @@ def assemble(
     classifier_activation: str | None = "softmax",
 ) -> keras.Model:
     inputs = keras.Input((input_size, input_size, 3), name="image")
-    x = inputs
-    for i, spec in enumerate(net.blocks):
-        x = BUILDERS[spec.block](x, resolve(spec, x.shape[-1], net), f"b{i}")
+    x = _blocks(net, inputs)[-1]
     if include_top:
         x = layers.GlobalAveragePooling2D(name="pool")(x)
         head = net.head

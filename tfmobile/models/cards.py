@@ -24,21 +24,41 @@ class Card:
     top1: float | None = None  # ImageNet top-1, %
     # ShuffleNet V2's FLOPs were counted with the pooling windows included.
     counts_pooling: bool = False
+    num_classes: int | None = None  # a detector's object classes (the background is added)
+    tolerance: float = 0.01  # how far a figure printed in millions may be off
     source: str = ""
 
     @property
     def build_args(self) -> dict:
-        return dict(alpha=self.alpha, input_size=self.input_size, **dict(self.variants))
+        classes = {} if self.num_classes is None else {"num_classes": self.num_classes}
+        return dict(alpha=self.alpha, input_size=self.input_size, **classes, **dict(self.variants))
 
     @property
     def label(self) -> str:
         variant = "".join(f" {k}={v}" for k, v in self.variants)
-        return f"{self.model} {self.alpha:g} {self.input_size}{variant}"
+        classes = "" if self.num_classes is None else f" {self.num_classes}+1 classes"
+        return f"{self.model} {self.alpha:g} {self.input_size}{variant}{classes}"
 
 
 V1 = "Howard et al. 2017, Table 6/7"
 V2 = "Sandler et al. 2018, Table 6 / Keras"
 V3 = "Howard et al. 2019, Tables 3/4 / Keras"
+
+# SSDLite at 320 px, COCO test-dev mAP. Params are conv weights and biases (no batch norm), MAdds
+# conv MACs, as the classifiers' cards count them; the issue asks for 2%. The MobileNet V3
+# paper's rows reproduce with COCO's 90 category ids + background (91 class outputs); the
+# MobileNet V2 paper's rows with COCO's 80 classes + background: with 90 its V2 row would be
+# 4.45 M, 3.5% over.
+V2_DET = "Sandler et al. 2018, Table 6 (SSDLite)"
+V3_DET = "Howard et al. 2019 (v5), Table 6 (SSDLite)"
+DETECTION_CARDS = (
+    Card("ssdlite_mobilenet_v1", 1.0, 320, macs_m="1300", weights="5.1", num_classes=80, tolerance=0.02, source=V2_DET),
+    Card("ssdlite_mobilenet_v2", 1.0, 320, macs_m="800", weights="4.3", num_classes=80, tolerance=0.02, source=V2_DET),
+    Card("ssdlite_mobilenet_v3_large", 1.0, 320, macs_m="620", weights="4.97", num_classes=90, tolerance=0.02, source=V3_DET),
+    Card("ssdlite_mobilenet_v3_large", 1.0, 320, variants=(("reduced_tail", True),), macs_m="510", weights="3.22", num_classes=90, tolerance=0.02, source=V3_DET),
+    Card("ssdlite_mobilenet_v3_small", 1.0, 320, macs_m="210", weights="2.49", num_classes=90, tolerance=0.02, source=V3_DET),
+    Card("ssdlite_mobilenet_v3_small", 1.0, 320, variants=(("reduced_tail", True),), macs_m="160", weights="1.77", num_classes=90, tolerance=0.02, source=V3_DET),
+)
 
 CARDS = (
     Card("mobilenet_v1", 1.0, 224, macs_m="569", macs_computed_m="568.74", keras_params=4_253_864, top1=70.6, source=V1),
@@ -77,6 +97,7 @@ CARDS = (
         )
     ),
     Card("mobilenet_edgetpu", 1.0, macs_m="990", weights="4.0", top1=75.6, source="Google AI blog 2019 (8-bit)"),
+    *DETECTION_CARDS,
 )
 
 
@@ -86,9 +107,10 @@ def rounds_to(value: float, printed: str) -> bool:
     return abs(value - float(printed)) <= 0.5 * 10**-decimals + 1e-12
 
 
-def matches(value: float, printed: str) -> bool:
-    """Within 1% of a printed figure, or equal to it at the precision it is printed with."""
-    return abs(value / float(printed) - 1) <= 0.01 or rounds_to(value, printed)
+def matches(value: float, printed: str, tolerance: float = 0.01) -> bool:
+    """Within `tolerance` (1%) of a printed figure, or equal to it at the precision it is printed
+    with."""
+    return abs(value / float(printed) - 1) <= tolerance or rounds_to(value, printed)
 
 
 def check_card(card) -> list[dict]:
@@ -118,13 +140,15 @@ def check_card(card) -> list[dict]:
         elif card.macs_computed_m is not None:
             add("MACs, paper (M)", macs_m, card.macs_m, "info")
         else:
-            add("MACs (M)", macs_m, card.macs_m, "yes" if matches(macs_m, card.macs_m) else "NO")
+            add("MACs (M)", macs_m, card.macs_m,
+                "yes" if matches(macs_m, card.macs_m, card.tolerance) else "NO")
     if isinstance(card.weights, int):
         add("conv+dense weights", s["weights"], card.weights,
             "yes" if s["weights"] == card.weights else "NO")
     elif card.weights is not None:
         ours_m = s["weights"] / 1e6
-        add("weights (M)", ours_m, card.weights, "yes" if matches(ours_m, card.weights) else "NO")
+        add("weights (M)", ours_m, card.weights,
+            "yes" if matches(ours_m, card.weights, card.tolerance) else "NO")
     if card.trainable is not None:
         add("trainable params", s["trainable_params"], card.trainable,
             "yes" if s["trainable_params"] == card.trainable else "NO")

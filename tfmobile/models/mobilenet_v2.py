@@ -3,6 +3,10 @@
 from tfmobile.models.registry import keras_factory, register
 from tfmobile.models.spec import NetworkSpec, decode, make_divisible
 
+# SSDLite's attachment points (§6.2): C4 is the expansion of layer 15, the first 160-wide
+# block (576 channels, stride 16); C5 the last layer (1280).
+LEVELS = {"C3": "out@8", "C4": "expand@32", "C5": "out@32"}
+
 # Table 2: (t, c, n, s) bottleneck rows between a 3x3 stem and a 1x1 conv.
 LAYERS = decode(
     "block  k  t    c     n  s",
@@ -28,5 +32,6 @@ LAYERS = decode(
 )
 def mobilenet_v2(alpha: float) -> NetworkSpec:
     return NetworkSpec(
-        "mobilenet_v2", LAYERS, alpha, round_filters=lambda c: make_divisible(int(c))
+        "mobilenet_v2", LAYERS, alpha, round_filters=lambda c: make_divisible(int(c)),
+        levels=LEVELS,
     )

@@ -50,6 +50,10 @@ class ModelEntry:
     keras_application: Callable[..., keras.Model] | None = None
     # The variant `tfmobile.convert --edgetpu` builds: the one every op of which maps.
     edgetpu_variant: Mapping[str, object] = dataclasses.field(default_factory=dict)
+    task: str = "classification"  # or "detection"
+    family: str | None = None  # a detector's head: "ssdlite" or "yolo"
+    backbone: str | None = None  # a detector's zoo network
+    default_input_size: int = 224
 
     def defaults(self) -> dict:
         return {k: variant.default for k, variant in self.variants.items()}
@@ -58,13 +62,19 @@ class ModelEntry:
 _REGISTRY: dict[str, ModelEntry] = {}
 
 
-def keras_factory(application: str, **fixed) -> Callable[..., keras.Model]:
+def keras_factory(application: str, *, ours_only=(), **fixed) -> Callable[..., keras.Model]:
     """Adapts the keras.applications constructor of that name to build()'s argument names; used
     to load the published weights and to check equivalence. `fixed` are arguments it always
-    gets. Keras is imported when the model is made, not when the network registers."""
+    gets; `ours_only` names variants Keras does not have (a model using one has no Keras
+    twin). Keras is imported when the model is made, not when the network registers."""
 
     def make(*, alpha, input_size, num_classes, include_top, weights, **kwargs):
         import keras
+
+        for name in ours_only:
+            if kwargs.pop(name, False):
+                raise ValueError(f"keras.applications.{application} has no {name} variant: "
+                                 "no published weights or Keras twin exist for it")
 
         return getattr(keras.applications, application)(
             input_shape=(input_size, input_size, 3), alpha=alpha, classes=num_classes,
@@ -96,16 +106,33 @@ def all_variants() -> dict[str, Variant]:
     return found
 
 
-def available() -> list[str]:
-    """The names `build` accepts, in registration order (families stay together)."""
-    return list(_REGISTRY)
+TASKS = ("classification", "detection")
+
+
+def available(task: str = "classification") -> list[str]:
+    """The names of `task`'s networks ("classification", "detection" or "all") that `build`
+    accepts, in registration order (families stay together)."""
+    if task not in (*TASKS, "all"):
+        raise ValueError(f"unknown task {task!r}; valid: {', '.join(TASKS)}, all")
+    return [name for name, e in _REGISTRY.items() if task in ("all", e.task)]
+
+
+def register_detector(name: str, *, family: str, backbone: str, paper: str,
+                      input_size: int) -> None:
+    """A detector is a head on a registered backbone: it takes the backbone's widths and
+    variants (ssdlite_mobilenet_v3_small, reduced_tail=True is the paper's V3-Small†)."""
+    base = _REGISTRY[backbone]
+    _REGISTRY[name] = dataclasses.replace(
+        base, name=name, paper=paper, keras_application=None, task="detection", family=family,
+        backbone=backbone, default_input_size=input_size)
 
 
 def entry(name: str) -> ModelEntry:
     try:
         return _REGISTRY[name]
     except (KeyError, TypeError):
-        raise ValueError(f"unknown model {name!r}; choose one of: {', '.join(available())}") from None
+        raise ValueError(f"unknown model {name!r}; choose one of: {', '.join(available('all'))}"
+                         ) from None
 
 
 def check_alpha(entry: ModelEntry, alpha) -> float:
@@ -156,8 +183,8 @@ def identity(
     name: str,
     *,
     alpha: float = 1.0,
-    input_size: int = 224,
-    num_classes: int = 1000,
+    input_size: int | None = None,
+    num_classes: int | None = None,
     weights: str | None = None,
     class_names=None,
     **variant,
@@ -167,24 +194,37 @@ def identity(
     arguments `build` would refuse."""
     e = entry(name)
     resolved = check_variants(e, variant)
+    input_size, num_classes = _sizes(e, input_size, num_classes)
     return ModelIdentity(
         name=name,
         alpha=check_alpha(e, alpha),
-        input_size=check_positive_int("input_size", input_size, MIN_INPUT_SIZE,
-                                      f" ({name} downsamples 32x)"),
-        num_classes=check_positive_int("num_classes", num_classes, 1),
+        input_size=input_size,
+        num_classes=num_classes,
         variants=tuple(resolved.items()),
         weights=RANDOM_INIT if weights is None else str(weights),
         class_names=None if class_names is None else tuple(class_names),
     )
 
 
+# Detectors default to COCO's 90 category ids, the width the papers' detection tables count.
+DEFAULT_CLASSES = {"classification": 1000, "detection": 90}
+
+
+def _sizes(e: ModelEntry, input_size, num_classes) -> tuple[int, int]:
+    """input_size and num_classes checked, their defaults taken from the entry's task."""
+    input_size = e.default_input_size if input_size is None else input_size
+    num_classes = DEFAULT_CLASSES[e.task] if num_classes is None else num_classes
+    return (check_positive_int("input_size", input_size, MIN_INPUT_SIZE,
+                               f" ({e.name} downsamples 32x)"),
+            check_positive_int("num_classes", num_classes, 1))
+
+
 def build(
     name: str,
     *,
     alpha: float = 1.0,
-    input_size: int = 224,
-    num_classes: int = 1000,
+    input_size: int | None = None,
+    num_classes: int | None = None,
     include_top: bool = True,
     weights: str | None = None,
     classifier_activation: str | None = "softmax",
@@ -193,10 +233,14 @@ def build(
     """Builds a zoo network as a Keras functional model.
 
     Args:
-      name: one of `available()`.
+      name: one of `available("all")`: a classifier, or a detector (`ssdlite_<backbone>`,
+        `yolo_<backbone>`), whose training model returns its raw outputs
+        (tfmobile.detection says how to deploy it).
       alpha: width multiplier (ShuffleNet V2: 0.5, 1, 1.5 or 2).
-      input_size: side of the square RGB input; inputs are scaled to [-1, 1].
-      num_classes: width of the classifier.
+      input_size: side of the square RGB input (default 224; detectors 320); inputs are
+        scaled to [-1, 1].
+      num_classes: width of the classifier (default 1000), or a detector's object classes
+        (default 90, COCO's category ids; the background is added).
       include_top: False stops at the last feature map (no pooling, no classifier).
       weights: None (random), "imagenet" (the published Keras weights, where they exist and
         can be downloaded) or the path of a `.weights.h5` file.
@@ -209,10 +253,13 @@ def build(
 
     e = entry(name)
     spec = get_spec(name, alpha, **variant)
-    input_size = check_positive_int(
-        "input_size", input_size, MIN_INPUT_SIZE, f" ({name} downsamples 32x)"
-    )
-    num_classes = check_positive_int("num_classes", num_classes, 1)
+    input_size, num_classes = _sizes(e, input_size, num_classes)
+    if e.task == "detection":
+        from tfmobile.detection import families
+
+        return families.build(e, alpha=spec.alpha, input_size=input_size,
+                              num_classes=num_classes, weights=weights,
+                              **check_variants(e, variant))
     if classifier_activation not in (None, "softmax"):
         raise ValueError(
             f"classifier_activation must be 'softmax' or None, got {classifier_activation!r}"
@@ -238,3 +285,16 @@ def build(
             **check_variants(e, variant),
         )
     return model
+
+
+def build_backbone(name: str, *, alpha: float = 1.0, input_size: int | None = None,
+                   weights: str | None = None, **variant) -> keras.Model:
+    """A zoo network without its classifier, returning its feature levels as a dict of tensors:
+    {"C3": stride 8, "C4": stride 16, "C5": stride 32}, where the network's table says
+    (`NetworkSpec.levels`; MobileNet V2 and V3 at SSDLite's attachment points). Takes build()'s
+    arguments; "imagenet" weights load as for the classifier."""
+    from tfmobile.models.assemble import levels
+
+    model = build(name, alpha=alpha, input_size=input_size, weights=weights, include_top=False,
+                  **variant)
+    return levels(model, get_spec(name, alpha, **variant))

@@ -1,7 +1,7 @@
 """ShuffleNet V1 (Zhang et al. 2017, arXiv 1707.01083) and V2 (Ma et al. 2018, arXiv 1807.11164)."""
 
 from tfmobile.models.registry import Variant, register
-from tfmobile.models.spec import NetworkSpec, decode
+from tfmobile.models.spec import STAGE_OUTPUTS, NetworkSpec, decode
 
 # ShuffleNet V1, Table 1: output channels of stages 2/3/4 for each number of groups g.
 V1_STAGE_WIDTHS = {
@@ -75,4 +75,6 @@ def shufflenet_v2(alpha: float) -> NetworkSpec:
         ],
         scale="fixed",  # the width table already gives every width
     )
-    return NetworkSpec("shufflenet_v2", blocks, alpha, round_filters=int)
+    # Detectors tap the stage outputs (YOLOv5-Lite's v5Lite-s: 116/232/464), not conv5.
+    return NetworkSpec("shufflenet_v2", blocks, alpha, round_filters=int,
+                       levels={**STAGE_OUTPUTS, "C5": "out@32/shuffle_v2"})

@@ -112,9 +112,60 @@ class Head:
     dropout: float = 0.0
 
 
+# Where a detector taps the network: the last block's output at strides 8, 16 and 32, unless
+# the network's paper attaches elsewhere (see Tap).
+STAGE_OUTPUTS = {"C3": "out@8", "C4": "out@16", "C5": "out@32"}
+
+
+@dataclasses.dataclass(frozen=True)
+class Tap:
+    """A feature level, written `where@stride[/block]` in a network's `levels`:
+
+    - `out@16`: the output of the last block at output stride 16;
+    - `expand@32`: the expansion layer of the block that takes the network to stride 32. Its
+      output is still at stride 16: this is SSDLite's C4 in the MobileNet V2 and V3 papers (the
+      expansion of V2's layer 15, of V3 Large's 13th and V3 Small's 9th bottleneck);
+    - `out@32/shuffle_v2`: the last block of that type at stride 32 (ShuffleNet V2's stage 4,
+      not its 1x1 conv5).
+    """
+
+    where: str
+    stride: int
+    block: str | None = None
+
+    @classmethod
+    def parse(cls, text: str) -> Tap:
+        where, _, rest = text.partition("@")
+        stride, _, block = rest.partition("/")
+        if where not in ("out", "expand") or not stride.isdigit():
+            raise ValueError(f"feature level {text!r}: write out@STRIDE or expand@STRIDE[/block]")
+        return cls(where, int(stride), block or None)
+
+    def find(self, blocks: tuple[BlockSpec, ...]) -> int:
+        """The index of the block this tap reads."""
+        strides, total = [], 1
+        for b in blocks:
+            total *= b.stride
+            strides.append(total)
+        candidates = [i for i, (b, s) in enumerate(zip(blocks, strides, strict=True))
+                      if s == self.stride and (self.block is None or b.block == self.block)]
+        if self.where == "expand":
+            candidates = [i for i in candidates if blocks[i].stride > 1][:1]
+        if not candidates:
+            raise ValueError(f"no block for feature level {self}")
+        index = candidates[0] if self.where == "expand" else candidates[-1]
+        if self.where == "expand" and blocks[index].expand in (None, blocks[index].in_filters):
+            raise ValueError(f"feature level {self}: block {index} has no expansion layer")
+        return index
+
+    def __str__(self):
+        return f"{self.where}@{self.stride}" + (f"/{self.block}" if self.block else "")
+
+
 @dataclasses.dataclass(frozen=True)
 class NetworkSpec:
-    """A whole network at one width: its blocks, how widths round, and its head."""
+    """A whole network at one width: its blocks, how widths round, its head, and where detectors
+    tap its feature maps (`levels`: name -> Tap text, at strides 8, 16 and 32)."""
 
     name: str
     blocks: tuple[BlockSpec, ...]
@@ -122,10 +173,24 @@ class NetworkSpec:
     round_filters: Callable[[float], int]  # rounds an alpha-scaled channel count
     head: Head = Head()
     round_expand: Callable[[float], int] = None  # rounds expansion and SE widths
+    levels: dict = dataclasses.field(default_factory=lambda: dict(STAGE_OUTPUTS))
 
     def __post_init__(self):
         if self.round_expand is None:
             object.__setattr__(self, "round_expand", make_divisible)
+
+    def taps(self) -> dict[str, Tap]:
+        return {name: Tap.parse(text) for name, text in self.levels.items()}
+
+
+def halve_tail(blocks: tuple[BlockSpec, ...], start: int) -> tuple[BlockSpec, ...]:
+    """The detection variant of the MobileNet V3 paper (Table 6, marked "†"): every block from
+    `start` on has half its output channels. Expansions are ratios of a block's input, so they
+    halve with it, and so does the last conv, which is 6x its input: 160 -> 80 and 960 -> 480
+    in V3 Large, as TF slim's `_reduce_consecutive_layers(V3_LARGE, 13, 16)` builds it."""
+    return blocks[:start] + tuple(
+        b if b.scale == "input" else dataclasses.replace(b, filters=b.filters // 2)
+        for b in blocks[start:])
 
 
 def make_divisible(value: float, divisor: int = 8, min_value: int | None = None) -> int:
