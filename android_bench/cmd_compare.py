@@ -20,7 +20,6 @@ output of `tfmobile.evaluate --tflite M.tflite --data ... --json` as it prints i
 
 from __future__ import annotations
 
-import json
 import pathlib
 
 from absl import flags
@@ -28,7 +27,6 @@ from absl import flags
 from android_bench import compare
 from android_bench.results import Store, StoreError
 from tfmobile_core import cli
-from tfmobile_core.records import parse_json
 
 FLAGS = flags.FLAGS
 flags.DEFINE_string("results", "bench_results/results.jsonl", "Results store to read.")
@@ -72,36 +70,4 @@ def main(argv):
     return 0
 
 
-ACCURACY_KEYS = ("top1", "map_50", "map")
-
-
-def read_accuracy(path: str) -> dict[str, float | dict[str, float]]:
-    """{"model name": a fraction (top-1, or a detector's mAP@.5), or {metric: fraction} of
-    ACCURACY_KEYS (other keys, and nulls, ignored: an evaluate --json object as printed)};
-    UsageError (one line) for anything else."""
-    try:
-        accuracy = parse_json(pathlib.Path(path).read_text(encoding="utf-8"))
-    except (OSError, ValueError) as err:
-        raise cli.UsageError(f"--accuracy {path}: {getattr(err, 'strerror', None) or err}") \
-            from None
-    if not isinstance(accuracy, dict):
-        raise cli.UsageError(f"--accuracy {path} must be a JSON object of model name -> top-1 "
-                             "(or a detector's mAP@.5, or an object of top1, map_50, map)")
-    read: dict[str, float | dict[str, float]] = {}
-    for name, value in accuracy.items():
-        if isinstance(value, dict):
-            figures = {key: value[key] for key in ACCURACY_KEYS if value.get(key) is not None}
-            if not figures:
-                raise cli.UsageError(f"--accuracy {path}: the object of {name!r} has none of "
-                                     f"{', '.join(ACCURACY_KEYS)} (fractions)")
-            read[name] = {key: _fraction(path, name, key, got) for key, got in figures.items()}
-        else:
-            read[name] = _fraction(path, name, "top-1", value)
-    return read
-
-
-def _fraction(path: str, name: str, metric: str, value) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 <= value <= 1:
-        raise cli.UsageError(f"--accuracy {path}: the {metric} of {name!r} must be a fraction "
-                             f"between 0 and 1, got {json.dumps(value)}")
-    return float(value)
+read_accuracy = compare.read_accuracy  # where it lives: no flags there, so tests can import it

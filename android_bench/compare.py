@@ -13,6 +13,7 @@ and mAP@[.5:.95] ("map_50", "map": the keys of `tfmobile.evaluate --json`), as f
 from __future__ import annotations
 
 import csv
+import json
 import dataclasses
 import hashlib
 import io
@@ -22,7 +23,7 @@ import statistics
 
 from android_bench import op_profile
 from tfmobile_core import atomic, cli
-from tfmobile_core.records import (MODES, ArtifactId, BenchConfig, BenchmarkRecord, Conversion,
+from tfmobile_core.records import (parse_json, MODES, ArtifactId, BenchConfig, BenchmarkRecord, Conversion,
                                    Latency, Metrics)
 
 COLUMNS = ["model", "mode", "MACs (M)", "params (M)", "size (MB)", "latency (ms)", "p90 (ms)",
@@ -559,3 +560,40 @@ def write_comparison(records: list[BenchmarkRecord], out_dir: pathlib.Path, *,
             atomic.write_bytes(files[0], text.encode())
             written.append((ssd_heading, text, files))
     return written
+
+
+# --accuracy files (cmd_compare) -------------------------------------------------------------
+
+ACCURACY_KEYS = ("top1", "map_50", "map")
+
+
+def read_accuracy(path: str) -> dict[str, float | dict[str, float]]:
+    """{"model name": a fraction (top-1, or a detector's mAP@.5), or {metric: fraction} of
+    ACCURACY_KEYS (other keys, and nulls, ignored: an evaluate --json object as printed)};
+    UsageError (one line) for anything else."""
+    try:
+        accuracy = parse_json(pathlib.Path(path).read_text(encoding="utf-8"))
+    except (OSError, ValueError) as err:
+        raise cli.UsageError(f"--accuracy {path}: {getattr(err, 'strerror', None) or err}") \
+            from None
+    if not isinstance(accuracy, dict):
+        raise cli.UsageError(f"--accuracy {path} must be a JSON object of model name -> top-1 "
+                             "(or a detector's mAP@.5, or an object of top1, map_50, map)")
+    read: dict[str, float | dict[str, float]] = {}
+    for name, value in accuracy.items():
+        if isinstance(value, dict):
+            figures = {key: value[key] for key in ACCURACY_KEYS if value.get(key) is not None}
+            if not figures:
+                raise cli.UsageError(f"--accuracy {path}: the object of {name!r} has none of "
+                                     f"{', '.join(ACCURACY_KEYS)} (fractions)")
+            read[name] = {key: _fraction(path, name, key, got) for key, got in figures.items()}
+        else:
+            read[name] = _fraction(path, name, "top-1", value)
+    return read
+
+
+def _fraction(path: str, name: str, metric: str, value) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 <= value <= 1:
+        raise cli.UsageError(f"--accuracy {path}: the {metric} of {name!r} must be a fraction "
+                             f"between 0 and 1, got {json.dumps(value)}")
+    return float(value)

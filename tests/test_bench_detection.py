@@ -11,7 +11,7 @@ import json
 import pytest
 
 from android_bench import compare, models, suites
-from android_bench.cmd_compare import read_accuracy
+from android_bench.compare import read_accuracy
 from helpers import bench, records
 from tfmobile_core import cli
 from tfmobile_core import records as rec

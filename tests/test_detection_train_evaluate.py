@@ -49,8 +49,8 @@ def test_train_then_convert_then_evaluate_on_a_coco_file(tmp_path):
 @pytest.mark.parametrize("args,message", [
     (["--data", "nowhere.json"], "nowhere.json"),
     (["--data", "composed:x"], "composed:N takes a number of images"),
-    (["--data", "composed", "--quantization_aware_epochs", "1"],
-     "--quantization_aware_epochs applies to classifiers"),
+    (["--data", "composed", "--epochs", "0", "--quantization_aware_epochs", "1"],
+     "--quantization_aware_epochs alone fine-tunes trained --weights"),
 ])
 def test_bad_detection_training_input(tmp_path, args, message):
     result = run("tfmobile.train", "--model", "ssdlite_mobilenet_v3_small", *args,
