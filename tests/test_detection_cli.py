@@ -55,8 +55,9 @@ def test_raw_outputs_and_postprocess_flags(tmp_path):
     assert result.returncode == 0, result.stderr
     (raw,) = tmp_path.glob("*_raw.tflite")
     interpreter = litert.load(raw.read_bytes())
-    assert [d["shape"].tolist() for d in interpreter.get_output_details()] == [[1, 819, 4],
-                                                                                [1, 819, 4]]
+    # 96 px: grids 6, 3, 2, 1, 1, 1 with 3, 6, 6, 6, 6, 6 anchors per cell; 3 classes + background.
+    assert [d["shape"].tolist() for d in interpreter.get_output_details()] == [[1, 204, 4],
+                                                                                [1, 204, 4]]
     assert detection.OP_NAME not in litert.op_counts(raw.read_bytes())
 
     result = run("tfmobile.convert", "--model", "ssdlite_mobilenet_v3_small", "--float16",

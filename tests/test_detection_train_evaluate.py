@@ -18,7 +18,7 @@ def run(module, *args, timeout=900):
 def test_train_then_convert_then_evaluate_on_a_coco_file(tmp_path):
     # The composed set written as COCO JSON, the format users have.
     coco = datasets.write_coco(datasets.composed_set(12, size=96, split="val"),
-                               tmp_path / "val.json")
+                               tmp_path / "val.json", images_dir=tmp_path / "val")
     weights = tmp_path / "det.weights.h5"
     result = run("tfmobile.train", "--model", "ssdlite_mobilenet_v3_small", "--input_size", "96",
                  "--data", "composed:16", "--val_data", str(coco), "--epochs", "1",

@@ -355,8 +355,8 @@ def evaluate_main(FLAGS) -> int:
             key: None if results[0][key] is None or results[1][key] is None
             else round(100 * (results[0][key] - results[1][key]), 2) for key in ("map", "map_50")}
     if FLAGS.draw:
-        result["drawings"] = [str(p) for p in draw(FLAGS.draw, dataset, found,
-                                                   [r["model"] for r in results])]
+        titles = [short_title(kind, source) for _, kind, source in sides]
+        result["drawings"] = [str(p) for p in draw(FLAGS.draw, dataset, found, titles)]
     if FLAGS.json:
         print(json.dumps(result))
         return 0
@@ -375,6 +375,17 @@ def evaluate_main(FLAGS) -> int:
 
 
 DRAWN_IMAGES = 4
+
+
+def short_title(kind: str, content: bytes | None) -> str:
+    """A drawing's title: the model's mode, which is what the tiles are compared by."""
+    if kind == "keras":
+        return "float (Keras)"
+    from converters import litert
+    from tfmobile_core.records import METADATA_NAME
+
+    meta = litert.read_metadata(content, METADATA_NAME) or {}
+    return f"{meta.get('conversion', {}).get('mode', '')} (.tflite)".strip()
 
 
 def draw(out_dir: str, dataset, found: list, labels: list[str]) -> list[pathlib.Path]:
