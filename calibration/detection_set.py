@@ -32,7 +32,6 @@ tfmobile.detection.datasets.composed_set() the same images as a DetectionSet.
 
 from __future__ import annotations
 
-import argparse
 import dataclasses
 import functools
 import json
@@ -45,7 +44,7 @@ import tempfile
 import numpy as np
 from PIL import Image
 
-from calibration import images as images_lib
+from calibration import arguments, images as images_lib
 
 CLASS_NAMES = ("cat", "cup", "rocket", "head", "camera", "clock", "coin")
 SPLITS = ("train", "val")
@@ -344,36 +343,17 @@ def write(out_dir, train: int = 400, val: int = 100, seed: int = 0, size: int = 
     return out
 
 
-class _Parser(argparse.ArgumentParser):
-    def error(self, message):  # one line and exit status 2 (argparse prints its usage first)
-        print(f"{self.prog}: error: {message} (see --help)", file=sys.stderr)
-        sys.exit(2)
-
-
-def _whole_number(minimum: int):
-    def parse(text: str) -> int:
-        try:
-            value = int(text)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
-        if value < minimum:
-            raise argparse.ArgumentTypeError(f"must be at least {minimum}, got {value}")
-        return value
-
-    return parse
-
-
 def main(argv=None) -> None:
-    parser = _Parser(prog="python -m calibration.detection_set",
+    parser = arguments.Parser(prog="python -m calibration.detection_set",
                      description=__doc__.splitlines()[0])
     parser.add_argument("out_dir", metavar="OUT_DIR",
                         help="where train/, train.json, val/ and val.json are written (must not exist)")
-    parser.add_argument("--train", type=_whole_number(1), default=400,
+    parser.add_argument("--train", type=arguments.whole_number(1), default=400,
                         help="training images (default: 400)")
-    parser.add_argument("--val", type=_whole_number(1), default=100,
+    parser.add_argument("--val", type=arguments.whole_number(1), default=100,
                         help="validation images (default: 100)")
-    parser.add_argument("--seed", type=_whole_number(0), default=0, help="random seed (default: 0)")
-    parser.add_argument("--size", type=_whole_number(32), default=320,
+    parser.add_argument("--seed", type=arguments.whole_number(0), default=0, help="random seed (default: 0)")
+    parser.add_argument("--size", type=arguments.whole_number(32), default=320,
                         help="image side in pixels (default: 320)")
     args = parser.parse_args(argv)
     try:

@@ -14,14 +14,13 @@ same crops (tests/data/weights were trained on the set of the second line).
 
 from __future__ import annotations
 
-import argparse
 import pathlib
 import sys
 
 import numpy as np
 from PIL import Image
 
-from calibration import images as images_lib
+from calibration import arguments, images as images_lib
 
 SPLIT = 0.7  # share of each photograph's width that training crops come from
 
@@ -55,33 +54,14 @@ def build(out_dir, train_per_class: int = 60, val_per_class: int = 20,
     return out
 
 
-class _Parser(argparse.ArgumentParser):
-    def error(self, message):  # one line and exit status 2 (argparse prints its usage first)
-        print(f"{self.prog}: error: {message} (see --help)", file=sys.stderr)
-        sys.exit(2)
-
-
-def _whole_number(minimum: int):
-    def parse(text: str) -> int:
-        try:
-            value = int(text)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
-        if value < minimum:
-            raise argparse.ArgumentTypeError(f"must be at least {minimum}, got {value}")
-        return value
-
-    return parse
-
-
 def main(argv=None) -> None:
-    parser = _Parser(prog="python -m calibration.regions", description=__doc__.splitlines()[0])
+    parser = arguments.Parser(prog="python -m calibration.regions", description=__doc__.splitlines()[0])
     parser.add_argument("out_dir", metavar="OUT_DIR", help="where train/ and val/ are written")
-    parser.add_argument("--train_per_class", type=_whole_number(1), default=60,
+    parser.add_argument("--train_per_class", type=arguments.whole_number(1), default=60,
                         help="training crops per photograph (default: 60)")
-    parser.add_argument("--val_per_class", type=_whole_number(1), default=20,
+    parser.add_argument("--val_per_class", type=arguments.whole_number(1), default=20,
                         help="validation crops per photograph (default: 20)")
-    parser.add_argument("--seed", type=_whole_number(0), default=0,
+    parser.add_argument("--seed", type=arguments.whole_number(0), default=0,
                         help="random crop seed (default: 0)")
     args = parser.parse_args(argv)
     try:

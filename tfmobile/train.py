@@ -130,6 +130,21 @@ def train(model, train_set, val_set=None, *, epochs=10, batch_size=32, learning_
     )
 
 
+def weights_output(flag: str | None, identity) -> pathlib.Path:
+    """Where --output puts the weights (default artifacts/<label>.weights.h5), checked before
+    any training: a wrong name or a directory is found now, not at the first checkpoint."""
+    output = pathlib.Path(flag or f"artifacts/{identity.label()}.weights.h5")
+    if not output.name.endswith(".weights.h5"):
+        raise cli.UsageError("--output must end in .weights.h5 (the Keras weights format)")
+    if output.is_dir():
+        raise cli.UsageError(f"--output {output} is a directory; name the .weights.h5 file")
+    try:
+        output.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as err:
+        raise cli.UsageError(f"cannot create {output.parent}: {err.strerror}") from None
+    return output
+
+
 def main(argv):
     del argv
     FLAGS = flags.FLAGS
@@ -156,15 +171,7 @@ def main(argv):
     for rate in ("learning_rate", "quantization_aware_learning_rate"):
         if not FLAGS[rate].value > 0:
             raise cli.UsageError(f"--{rate} must be above 0, got {FLAGS[rate].value:g}")
-    output = pathlib.Path(FLAGS.output or f"artifacts/{identity.label()}.weights.h5")
-    if not output.name.endswith(".weights.h5"):
-        raise cli.UsageError("--output must end in .weights.h5 (the Keras weights format)")
-    if output.is_dir():  # found now, not when the first epoch's checkpoint is written
-        raise cli.UsageError(f"--output {output} is a directory; name the .weights.h5 file")
-    try:
-        output.parent.mkdir(parents=True, exist_ok=True)
-    except OSError as err:
-        raise cli.UsageError(f"cannot create {output.parent}: {err.strerror}") from None
+    output = weights_output(FLAGS.output, identity)
     cli.quiet_tensorflow(FLAGS.verbose)
     model = model_flags.build_model(FLAGS.model, weights=FLAGS.weights,
                                     classifier_activation=None, **args)

@@ -144,15 +144,9 @@ def train_main(FLAGS) -> int:
     for rate in ("learning_rate", "quantization_aware_learning_rate"):
         if not FLAGS[rate].value > 0:
             raise cli.UsageError(f"--{rate} must be above 0, got {FLAGS[rate].value:g}")
-    output = pathlib.Path(FLAGS.output or f"artifacts/{identity.label()}.weights.h5")
-    if not output.name.endswith(".weights.h5"):
-        raise cli.UsageError("--output must end in .weights.h5 (the Keras weights format)")
-    if output.is_dir():
-        raise cli.UsageError(f"--output {output} is a directory; name the .weights.h5 file")
-    try:
-        output.parent.mkdir(parents=True, exist_ok=True)
-    except OSError as err:
-        raise cli.UsageError(f"cannot create {output.parent}: {err.strerror}") from None
+    from tfmobile.train import weights_output
+
+    output = weights_output(FLAGS.output, identity)
     cli.quiet_tensorflow(FLAGS.verbose)
     result = train_detector(identity, train_set, val_set, epochs=FLAGS.epochs,
                             batch_size=FLAGS.batch_size, learning_rate=FLAGS.learning_rate,
