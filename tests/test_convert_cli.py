@@ -27,7 +27,10 @@ def test_int8_writes_a_fully_integer_model_and_its_report(tmp_path, photo_batch)
     result = convert(tmp_path, "--model", "fd_mobilenet", "--int8", *SMALL)
     assert result.returncode == 0, result.stderr
     assert result.stderr == ""  # converter logging hidden; no progress bar off a terminal
-    assert len(result.stdout.strip().splitlines()) <= 6  # one short summary
+    lines = result.stdout.strip().splitlines()
+    warned = [line.strip().removeprefix("WARNING: ") for line in lines
+              if line.strip().startswith("WARNING: ")]
+    assert len(lines) - len(warned) <= 6  # one short summary, and the warnings it calls for
     # The name is the ArtifactId's: network, width, size, classes (when not 1000), mode.
     tflite = tmp_path / "fd_mobilenet_0.25_96_c10_int8.tflite"
     report = json.loads((tmp_path / "fd_mobilenet_0.25_96_c10_int8.json").read_text())
@@ -55,6 +58,11 @@ def test_int8_writes_a_fully_integer_model_and_its_report(tmp_path, photo_batch)
     logits = litert.run(litert.load(content), photo_batch(96)[:2])
     assert logits.shape == (2, 10) and np.isfinite(logits).all()
     check_fidelity_warnings(typed)
+    # The random draw is seeded, so this is one report; whatever its fidelity, the summary's
+    # warnings are exactly those the report calls for.
+    from tfmobile.convert import fidelity_warnings
+
+    assert warned == fidelity_warnings(typed)
 
 
 @pytest.mark.slow

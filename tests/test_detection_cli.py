@@ -21,8 +21,10 @@ def run(module, *args, timeout=900):
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("model", ["ssdlite_mobilenet_v3_small", "yolo_shufflenet_v2"])
-def test_int8_detector_is_the_artifact_consumers_read(tmp_path, model):
+def test_int8_detector_is_the_artifact_consumers_read(tmp_path):
+    # YOLO here; SSDLite's int8 artifact is checked the same way in
+    # test_detection_train_evaluate.py (trained weights) and test_bench_detection.py.
+    model = "yolo_shufflenet_v2"
     result = run("tfmobile.convert", "--model", model, "--int8", *SMALL,
                  "--output_dir", str(tmp_path))
     assert result.returncode == 0, result.stderr
@@ -40,8 +42,12 @@ def test_int8_detector_is_the_artifact_consumers_read(tmp_path, model):
     for found in detection.run_detector(interpreter, images):
         assert found.boxes.shape == (found.count, 4) and found.count <= 100
         assert set(found.classes.tolist()) <= {0, 1, 2}
-    # The network is one XNNPACK partition; the op runs on the CPU, as expected.
-    assert det["execution"]["ops_outside_delegate"].get(detection.OP_NAME) == 1
+    # The network is one XNNPACK partition; the op runs on the CPU, as expected, and so do
+    # YOLO's size decoding's LOG and MAXIMUM, with the multiply after them a second partition.
+    execution = det["execution"]
+    assert execution["ops_outside_delegate"] == {"LOG": 1, "MAXIMUM": 1, detection.OP_NAME: 1}
+    assert execution["partitions"] == 2 and execution["unexpected_outside"] == {}
+    assert det["warnings"] == []
     assert report.detection["fidelity"]["score_sqnr_db"] > 10
     assert "detections" == report.to_json()["model"]["output"]
     embedded = litert.read_metadata(content, records.METADATA_NAME)
@@ -99,3 +105,17 @@ def test_summary_counts_a_detector():
     assert summary["input_size"] == 320 and summary["num_classes"] == 90
     # Table 6, V3†: 3.22 M params, 0.51 B MAdds (conv weights and biases; conv MACs).
     assert abs(summary["weights"] / 3.22e6 - 1) < 0.02 and abs(summary["macs"] / 0.51e9 - 1) < 0.02
+
+
+def test_a_detectors_conversion_record_round_trips_and_a_classifiers_is_unchanged():
+    made = records.Conversion(mode="int8", postprocess=(("use_regular_nms", True),
+                                                        ("nms_score_threshold", 0.01)))
+    data = made.to_json()
+    assert data["postprocess"] == {"nms_score_threshold": 0.01, "use_regular_nms": True}
+    assert records.Conversion.from_json(data) == made and made.suffix().startswith("int8_nms-")
+    raw = records.Conversion(mode="float16", raw_outputs=True)
+    assert records.Conversion.from_json(raw.to_json()) == raw and raw.suffix() == "float16_raw"
+    # A classifier's record keeps its keys (the benchmark store's cells are keyed by them).
+    assert not {"raw_outputs", "postprocess"} & set(records.Conversion(mode="int8").to_json())
+    with pytest.raises(records.RecordError, match="postprocess.x must be a number"):
+        records.Conversion.from_json({**data, "postprocess": {"x": "a"}})

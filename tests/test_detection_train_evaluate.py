@@ -6,7 +6,9 @@ import sys
 
 import pytest
 
+from converters import detection
 from tfmobile.detection import datasets
+from tfmobile_core import records
 
 
 def run(module, *args, timeout=900):
@@ -34,6 +36,15 @@ def test_train_then_convert_then_evaluate_on_a_coco_file(tmp_path):
                  str(tmp_path / "art"))
     assert result.returncode == 0, result.stderr
     (tflite,) = (tmp_path / "art").glob("*.tflite")
+    report = records.ConversionReport.read(tflite.with_suffix(".json"))
+    det = report.detection
+    # The artifact consumers read: a fully integer network, the op, four float outputs in order;
+    # the network one XNNPACK partition (hard-swish expanded, six-way joins split).
+    assert det["graph"]["fully_integer"]
+    assert [o["key"] for o in det["graph"]["outputs"]] == list(detection.OUTPUT_NAMES)
+    assert det["execution"]["partitions"] == 1
+    assert det["execution"]["ops_outside_delegate"] == {detection.OP_NAME: 1}
+    assert det["warnings"] == [] and det["fidelity"]["box_iou_mean"] > 0.8
 
     result = run("tfmobile.evaluate", "--tflite", str(tflite), "--reference", "keras",
                  "--model", "ssdlite_mobilenet_v3_small", "--input_size", "96", "--weights",

@@ -305,38 +305,5 @@ def partitions_of(interpreter) -> tuple[list[list[dict]], list[dict]]:
     return found, ops
 
 
-@pytest.mark.slow
-@pytest.mark.xdist_group("yolo_overfit")
-def test_int8_network_runs_in_one_xnnpack_partition(overfit):
-    model, image, _ = overfit
-    deployed = yolo.deploy_model(model)
-    rng = np.random.default_rng(1)
-
-    def samples():
-        for _ in range(8):
-            noisy = image + rng.normal(0, 0.2, image.shape)
-            yield [np.clip(noisy, -1, 1)[None].astype(np.float32)]
-
-    converter = tf.lite.TFLiteConverter.from_keras_model(deployed)
-    converter.optimizations = [tf.lite.Optimize.DEFAULT]
-    converter.representative_dataset = samples
-    converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
-    content = converter.convert()
-    interpreter = litert.load(content)
-    facts = litert.execution(interpreter)
-    # Only the floor and the log of the size term run outside, after every convolution.
-    assert set(facts["ops_outside_delegate"]) <= {"LOG", "MAXIMUM"}
-    partitions, ops = partitions_of(interpreter)
-    network = [p for p in partitions if any(op["op_name"] == "CONV_2D" for op in p)]
-    assert len(network) == 1
-    convs = [op["index"] for op in ops if op["op_name"] == "CONV_2D"]
-    assert {op["index"] for op in network[0]} >= set(convs)
-    outside = [op["index"] for op in ops if op["op_name"] in facts["ops_outside_delegate"]]
-    assert min(outside) > max(convs)
-    others = [p for p in partitions if p is not network[0]]
-    assert all(len(p) <= 3 for p in others)  # the tail after LOG: CONCATENATION, MUL
-    # The int8 model still finds the planted boxes.
-    runner = interpreter.get_signature_runner()
-    (input_name,) = runner.get_input_details()
-    outputs = runner(**{input_name: image[None]})
-    assert_finds_the_planted_boxes(outputs["box_encodings"][0], outputs["class_scores"][0])
+# The int8 network's partitions: tests/test_detection_cli.py converts yolo_shufflenet_v2 to int8
+# and checks them (one XNNPACK partition for the network, LOG and MAXIMUM expected on the CPU).

@@ -296,8 +296,9 @@ def fidelity_warnings(report: ConversionReport) -> list[str]:
     if report.model.weights == RANDOM_INIT:
         lines.append("the network has random weights: untrained, it can answer some images "
                      "a hundred times more strongly than others and keeps its top two scores "
-                     "close, so fidelity on a few held-out photos varies from run to run "
-                     "(MobileNet V3 Large: 0.6 to 21 dB); measure with trained --weights")
+                     "close, so fidelity on a few held-out photos varies from one draw of "
+                     "weights to the next (MobileNet V3 Large: 0.6 to 21 dB); measure with "
+                     "trained --weights")
     tries = []
     if report.calibration and report.calibration.get("expanded_with_crops_and_flips"):
         tries.append("--calibration with a few hundred images like the ones the model will see")

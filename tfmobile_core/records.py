@@ -227,11 +227,15 @@ class Conversion:
     @classmethod
     def from_json(cls, data, where: str = "conversion") -> Conversion:
         data = dict(_mapping(data, where))
-        if isinstance(data.get("postprocess"), dict):
-            data["postprocess"] = sorted(data["postprocess"].items())
+        # The post-processing options: {name: number or bool}, written as an object.
+        options = _mapping(data.pop("postprocess", {}), f"{where}.postprocess")
+        for name, value in options.items():
+            _require(isinstance(value, (int, float)), f"{where}.postprocess.{name}",
+                     "a number or a boolean", value)
         for name, before in _BEFORE_PTQ_METHODS.items():  # written before these existed
             data.setdefault(name, before)
-        return build_record(cls, {k: v for k, v in data.items() if k in _field_names(cls)}, where)
+        return build_record(cls, {k: v for k, v in data.items() if k in _field_names(cls)}, where,
+                            ready={"postprocess": tuple(sorted(options.items()))})
 
 
 _DEFAULTS = {field.name: field.default for field in dataclasses.fields(Conversion)}
