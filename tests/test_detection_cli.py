@@ -89,6 +89,8 @@ def test_raw_outputs_and_postprocess_flags(tmp_path):
     (["--model", "ssdlite_mobilenet_v2", "--iou_threshold", "1.5"],
      "--iou_threshold must be in (0, 1]"),
     (["--model", "yolo_shufflenet_v2", "--alpha", "0.3"], "comes in widths"),
+    (["--model", "ssdlite_mobilenet_v3_small", "--edgetpu", "--nominimalistic",
+      "--noexpand_hard_swish"], "--noexpand_hard_swish keeps HARD_SWISH"),
 ])
 def test_bad_detector_flags_are_usage_errors(tmp_path, args, message):
     result = run("tfmobile.convert", *args, "--output_dir", str(tmp_path))

@@ -202,7 +202,7 @@ def edgetpu_profile(name: str, model_args: dict) -> dict:
     for key, value in entry.edgetpu_variant.items():
         if FLAGS[key].value is None:  # the user's own choice stands
             args[key] = value
-    hard_swish = name.startswith("mobilenet_v3") and not args.get("minimalistic")
+    hard_swish = (entry.backbone or name).startswith("mobilenet_v3") and not args.get("minimalistic")
     if hard_swish and not FLAGS.expand_hard_swish:
         raise cli.UsageError("--noexpand_hard_swish keeps HARD_SWISH, which the Edge TPU does not "
                              "run; drop it (or build --minimalistic)")
