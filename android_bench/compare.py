@@ -146,6 +146,17 @@ def _by_artifact(records: list[BenchmarkRecord]) -> dict:
     return {(r.model.artifact, r.model.compiled_for): r for r in records if r.model.artifact}
 
 
+def _zoo_cell(by_artifact: dict, entry: str, size: int, mode: str) -> BenchmarkRecord | None:
+    """The record of zoo entry `entry` at `size` in `mode` (the paper tables' cells), or None."""
+    from android_bench import models  # the zoo's registry, only where a paper table is made
+
+    try:
+        identity, _ = models.zoo_identity(entry, size)
+    except models.ModelError:  # a size the zoo does not build (a store from elsewhere)
+        return None
+    return by_artifact.get((ArtifactId(identity, Conversion(mode=mode)), None))
+
+
 # Accuracy metrics (fractions) -> their columns. A detector's mAP@.5 is the headline: COCO's
 # mAP@[.5:.95] beside it.
 ACCURACY_COLUMNS = {"top1": "top-1", "map_50": "mAP@.5", "map": "mAP"}
@@ -244,7 +255,7 @@ def table_rows(records: list[BenchmarkRecord], baseline: str | None = None,
 def fd_mobilenet_rows(records: list[BenchmarkRecord]) -> list[dict]:
     """The FD-MobileNet paper's speed comparison at equal MFLOPs (android_bench/suites.py),
     from whichever of its models the records hold: one row per (mode, cost level, peer)."""
-    from android_bench import models, suites
+    from android_bench import suites
 
     by_artifact = _by_artifact(records)
     ours = [r.model.artifact for r in records if r.model.artifact and not r.model.compiled_for]
@@ -252,11 +263,7 @@ def fd_mobilenet_rows(records: list[BenchmarkRecord]) -> list[dict]:
     modes = [m for m in MODES if any(a.conversion.mode == m for a in ours)]
 
     def find(entry: str, size: int, mode: str) -> BenchmarkRecord | None:
-        try:
-            identity, _ = models.zoo_identity(entry, size)
-        except models.ModelError:  # a size the zoo does not build (a store from elsewhere)
-            return None
-        return by_artifact.get((ArtifactId(identity, Conversion(mode=mode)), None))
+        return _zoo_cell(by_artifact, entry, size, mode)
 
     rows = []
     for size in sizes:
@@ -308,11 +315,7 @@ def ssdlite_paper_rows(records: list[BenchmarkRecord], accuracy: dict | None = N
     modes = [m for m in MODES if any(a.conversion.mode == m for a in ours)]
 
     def find(entry: str, size: int, mode: str) -> BenchmarkRecord | None:
-        try:
-            identity, _ = models.zoo_identity(entry, size)
-        except models.ModelError:  # a size the zoo does not build (a store from elsewhere)
-            return None
-        return by_artifact.get((ArtifactId(identity, Conversion(mode=mode)), None))
+        return _zoo_cell(by_artifact, entry, size, mode)
 
     def card(entry: str):
         name, variants = models.parse_zoo_entry(entry)
