@@ -12,6 +12,12 @@ class Parser(argparse.ArgumentParser):
         print(f"{self.prog}: error: {message} (see --help)", file=sys.stderr)
         sys.exit(2)
 
+    def cannot_write(self, err: OSError, out_dir) -> None:
+        """One line naming what could not be written, and exit status 1 (the machine's fault)."""
+        print(f"{self.prog}: error: cannot write {err.filename or out_dir}: "
+              f"{err.strerror or err}", file=sys.stderr)
+        sys.exit(1)
+
 
 def whole_number(minimum: int):
     def parse(text: str) -> int:

@@ -38,7 +38,6 @@ import json
 import os
 import pathlib
 import shutil
-import sys
 import tempfile
 
 import numpy as np
@@ -359,9 +358,7 @@ def main(argv=None) -> None:
     try:
         print(write(args.out_dir, args.train, args.val, args.seed, args.size))
     except OSError as err:
-        print(f"{parser.prog}: error: cannot write {err.filename or args.out_dir}: "
-              f"{err.strerror or err}", file=sys.stderr)
-        sys.exit(1)
+        parser.cannot_write(err, args.out_dir)
 
 
 if __name__ == "__main__":

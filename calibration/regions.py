@@ -15,7 +15,6 @@ same crops (tests/data/weights were trained on the set of the second line).
 from __future__ import annotations
 
 import pathlib
-import sys
 
 import numpy as np
 from PIL import Image
@@ -67,9 +66,7 @@ def main(argv=None) -> None:
     try:
         print(build(args.out_dir, args.train_per_class, args.val_per_class, args.seed))
     except OSError as err:
-        print(f"{parser.prog}: error: cannot write {err.filename or args.out_dir}: "
-              f"{err.strerror or err}", file=sys.stderr)
-        sys.exit(1)
+        parser.cannot_write(err, args.out_dir)
 
 
 if __name__ == "__main__":
