@@ -802,7 +802,8 @@ def _execution(content: bytes, io_type: str | None, tail: dict | None = None
 def convert_detector(model, anchors: np.ndarray, calibration: np.ndarray, evaluation: np.ndarray,
                      *, mode: str = "int8", io_type: str = "int8",
                      postprocess: PostProcess | None = None, expand_hard_swish: bool = True,
-                     float_depthwise: bool = True, tail: dict | None = None, progress=None,
+                     float_depthwise: bool = True, tail: dict | None = None,
+                     float_tail: bool = False, progress=None,
                      verbose: bool = False) -> DetectionResult:
     """`model`: the deploy Keras detector, input [1,S,S,3] in [-1, 1], outputs box_encodings
     [1,N,4] and class_scores [1,N,C+1] (sigmoid, background column 0); `anchors` [N,4];
@@ -817,7 +818,9 @@ def convert_detector(model, anchors: np.ndarray, calibration: np.ndarray, evalua
     --float_depthwise) stores depthwise filters in float32, as XNNPACK takes no int8-weight
     DEPTHWISE_CONV_2D; and every mode's concatenations of more than five inputs (an SSD head
     joins one tensor per feature map, six in SSDLite) are split into nested ones of at most
-    five, XNNPACK's limit. Each is counted in the report (quantization and graph sections)."""
+    five, XNNPACK's limit. Each is counted in the report (quantization and graph sections).
+    `float_tail` (int8) keeps the `tail` ops in float: the Edge TPU profile, as compiler 16.0
+    refuses a whole model holding an int8 LOG (version 2, converters/edgetpu_versions.py)."""
     from tfmobile_core import cli
 
     if mode not in MODES:
@@ -837,7 +840,9 @@ def convert_detector(model, anchors: np.ndarray, calibration: np.ndarray, evalua
                 calibrated = quantize.calibrate_tflite(
                     float_content, lambda: wrap(iter(calibration), len(calibration), "calibrating"))
                 calibrated, tightened = quantize.tighten_ranges(calibrated)
-                network = quantize.quantize(calibrated, io_type=io_type)
+                network = quantize.quantize(
+                    calibrated, io_type=io_type,
+                    denylisted_ops=sorted(tail or {}) if float_tail else None)
                 hard_swish_expanded = 0
                 if expand_hard_swish:
                     network, hard_swish_expanded = rewrite.expand_hard_swish(network)
@@ -880,9 +885,16 @@ def convert_detector(model, anchors: np.ndarray, calibration: np.ndarray, evalua
             found = [s["scale"] for s in scales.values()]
             if len(set(found)) < len(found):
                 warnings.append("box encodings and class scores share one int8 scale")
-            if not graph["network_integer"]:
-                warnings.append("ops left in float inside the network: "
-                                + ", ".join(op["op"] for op in graph["network_float_ops"]))
+            left = [op["op"] for op in graph["network_float_ops"]]
+            meant = set(tail or {}) | {"DEQUANTIZE"} if float_tail else set()
+            if set(left) - meant:
+                warnings.append("ops left in float inside the network: " + ", ".join(left))
+            elif left:
+                quantization["float_tail"] = sorted(set(left))
+                notes.append(f"expected: {', '.join(dict.fromkeys(left))} in float for the Edge "
+                             "TPU profile: compiler 16.0 refuses a whole model holding an int8 "
+                             "LOG (version 2); the Edge TPU part ends at the DEQUANTIZE before "
+                             "them")
         fidelity = _fidelity(model, network, content, anchors, evaluation, postprocess)
     return DetectionResult(
         content=content, network=network, mode=mode,

@@ -1,11 +1,16 @@
-"""Which operations of a .tflite the Edge TPU compiler would map, decided offline.
+"""Which operations of a .tflite the Edge TPU compiler would map, decided offline; and the
+compiler itself, run on one model or several co-compiled, held against that decision.
 
-  python -m converters.edgetpu analyze MODEL.tflite [--json OUT.json] [--runtime 13]
+  python -m converters.edgetpu analyze MODEL.tflite [--compiler_flags "-a"] [--json OUT.json]
+  python -m converters.edgetpu compile MODEL.tflite [MORE.tflite ...] [--compiler_flags "-d -k 10"]
 
 edgetpu_compiler runs on x86-64 Linux only and has not changed since 16.0 (2021), but its rules
-are published. `analyze` applies them to any .tflite, op by op in execution order;
-`format_summary` prints the verdict in the shape of the compiler's own log and in its words, so
-that `parse_compiler_log` and `compare` can hold the two side by side.
+are published. `analyze` applies them to any .tflite, op by op in execution order, and gives one
+of four verdicts: the compiler will refuse the model (and why), it maps fully, it maps up to an
+op, or it may not map because of a limit the compiler does not publish. `format_summary` prints
+it in the shape of the compiler's own log and in its words, so that `compare` can hold it
+beside the compiler's own output (read by converters/edgetpu_log.py); `compile` runs the
+compiler and does so.
 
 Sources (tests/data/edgetpu/SOURCES.md gives the addresses):
   * Coral, "TensorFlow models on the Edge TPU", https://coral.ai/docs/edgetpu/models-intro/:
@@ -13,12 +18,12 @@ Sources (tests/data/edgetpu/SOURCES.md gives the addresses):
     published for compiler 16.0, each row marked with the Edge TPU runtime it needs.
   * Published compiler output: the statuses' wording, and what the page leaves unsaid: a float
     input's QUANTIZE stays on the CPU without ending the Edge TPU part (`_quantizes_from_float`,
-    `_place`), and dynamic-sized tensors fail the whole compilation (`_dynamic_sizes`).
+    `_place`); what makes the compiler refuse a whole model (`_refusal`: op versions newer than
+    it reads, converters/edgetpu_versions.py; Flex ops; dynamic-sized tensors); versions it reads
+    but does not map (`_version_mapped`); and the sizes seen unmapped (`SIZE_EVIDENCE`).
 
-What cannot be decided offline becomes a caveat, not a guess: the table's limits on sizes the
-compiler keeps to itself ("might not be mapped for large tensor sizes"), and op versions newer
-than the compiler (which it reports as "Operation version not supported"; which versions it
-accepts is not published).
+Limits nobody has published stay caveats; sizes beyond what published logs show mapped make the
+verdict "may not map", never "maps fully".
 """
 
 from __future__ import annotations
@@ -26,17 +31,15 @@ from __future__ import annotations
 import collections
 import dataclasses
 import functools
-import os
-import re
-import sys
 from collections.abc import Callable
 
 import numpy as np
 
+from converters import edgetpu_versions as versions
+from converters.edgetpu_flags import LATEST_RUNTIME, CompilerFlags
 from converters import litert
 
 DOCS = "https://coral.ai/docs/edgetpu/models-intro/"
-LATEST_RUNTIME = 14  # the newest runtime the table names ("14+" rows)
 
 # Statuses as edgetpu_compiler words them (tests/data/edgetpu/SOURCES.md says where each is seen).
 MAPPED = "Mapped to Edge TPU"
@@ -50,6 +53,7 @@ SECOND_SUBGRAPH = "More than one subgraph is not supported"
 VERSION = "Operation version not supported"  # read in logs, never predicted (see above)
 # Not the compiler's words: with dynamic-sized tensors it prints no table, only its error.
 NOT_COMPILED = "Not compiled: the model has dynamic-sized tensors"
+AFTER_INTERMEDIATE = "Not compiled: it follows an intermediate tensor (-i)"
 DYNAMIC_SIZE_ERROR = ("ERROR: Attempting to use a delegate that only supports static-sized "
                       "tensors with a graph that has dynamic-sized tensors.")
 
@@ -105,6 +109,12 @@ class _Graph:
     def shape(self, tensor: int) -> tuple[int, ...]:
         shape = self.tensors[tensor].shape
         return () if shape is None else tuple(int(d) for d in shape)
+
+    def names(self, tensor: int) -> set[str]:
+        """The names a tensor answers to: as stored, and its first part (TF joins the names of
+        fused ops with ';')."""
+        name = (self.tensors[tensor].name or b"").decode(errors="replace")
+        return {name, name.split(";")[0]} - {""}
 
     def type_name(self, tensor: int) -> str:
         return _names("TensorType")[self.tensors[tensor].type]
@@ -180,8 +190,9 @@ class _Op:
 
 
 def _batch_axis(rank: int) -> int | None:
-    """The table's "batch dimension": axis 0 of a 4-D (NHWC) tensor."""
-    return 0 if rank == 4 else None
+    """The table's "batch dimension": axis 0 of any tensor of two or more dimensions (NHWC,
+    [N, C], [N, anchors, C], ...); a 1-D tensor has none."""
+    return 0 if rank >= 2 else None
 
 
 def _touches_batch(op: _Op, axes_at: int, tensor_at: int) -> bool:
@@ -255,6 +266,8 @@ def _mean_axes(op: _Op) -> str | None:
 
 def _mean_xy_only(op: _Op) -> str | None:
     shape, axes = op.in_shape(), op.const(1)
+    if _touches_batch(op, 1, 0):
+        return "reduces the batch dimension"
     if axes is None or len(shape) != 4:
         return None
     axes = {int(a) % 4 for a in np.ravel(axes)}
@@ -283,6 +296,8 @@ def _pad_spares_batch(op: _Op) -> str | None:
 
 def _pad_xy_only(op: _Op) -> str | None:
     paddings = op.const(1)
+    if _pad_spares_batch(op):
+        return "pads the batch dimension"
     if paddings is None or len(op.in_shape()) != 4:
         return None
     return "pads beyond y and x" if np.any(paddings[[0, 3]]) else None
@@ -341,6 +356,8 @@ class Row:
     name: str
     runtime: str = "All"
     limits: tuple[Limit, ...] = ()
+    # The compiler's words for the op where the row's runtime is not targeted (-m lower).
+    older_runtime_status: str = UNSUPPORTED_OP
 
     def applies_to(self, runtime: int) -> bool:
         if self.runtime == "All":
@@ -398,7 +415,9 @@ SUPPORTED: dict[str, tuple[Row, ...]] = {
     ),
     "PRELU": (Row("PReLU", "13+", (Limit("Alpha must be 1-dimensional (only the innermost "
                                          "dimension can be >1 size).", _alpha_innermost),)),),
-    "QUANTIZE": (Row("Quantize", "13+"),),
+    # Compiler 2.0 targeting runtime 12 answered an int8 -> uint8 QUANTIZE "otherwise
+    # supported" (google-coral/edgetpu#13), not "Operation not supported".
+    "QUANTIZE": (Row("Quantize", "13+", older_runtime_status=OTHERWISE),),
     "REDUCE_MAX": (Row("ReduceMax", "14+", (NOT_BATCH,)),),
     "REDUCE_MIN": (Row("ReduceMin", "14+", (NOT_BATCH,)),),
     "RELU": (Row("ReLU"),),
@@ -433,8 +452,15 @@ SUPPORTED: dict[str, tuple[Row, ...]] = {
 }
 
 # Operands that are model parameters, and operands that fix the size of an op's output.
+_LSTM_PARAMETERS = (*range(1, 18), 20, 21, 22, 23)  # weights, peepholes, biases, projection, norms
 PARAMETERS = {"CONV_2D": (1, 2), "DEPTHWISE_CONV_2D": (1, 2), "FULLY_CONNECTED": (1, 2),
-              "TRANSPOSE_CONV": (1, 3), "PRELU": (1,)}
+              "TRANSPOSE_CONV": (1, 3), "PRELU": (1,), "LSTM": _LSTM_PARAMETERS,
+              "UNIDIRECTIONAL_SEQUENCE_LSTM": _LSTM_PARAMETERS}
+# TFLite's integer LSTM kernel (8-bit activations and weights) keeps its cell state (operand 19)
+# and its layer-norm coefficients (20-23) in int16 and needs them so: the 8-bit rule is about
+# the tensors the op computes on, and the table's LSTM row is for that integer kernel.
+SIXTEEN_BIT_OPERANDS = {"LSTM": (19, 20, 21, 22, 23),
+                        "UNIDIRECTIONAL_SEQUENCE_LSTM": (19, 20, 21, 22, 23)}
 SIZE_OPERANDS = {
     "RESHAPE": (1,), "RESIZE_BILINEAR": (1,), "RESIZE_NEAREST_NEIGHBOR": (1,), "TILE": (1,),
     "BROADCAST_TO": (1,), "FILL": (0,), "SLICE": (1, 2), "STRIDED_SLICE": (1, 2, 3), "PAD": (1,),
@@ -458,12 +484,15 @@ def _quantizes_from_float(op: _Op) -> str | None:
 
 
 def _eight_bit(op: _Op) -> str | None:
+    sixteen = {op.operand(p) for p in SIXTEEN_BIT_OPERANDS.get(op.name, ())} - {None}
     for tensor in op.activations():
-        if op.graph.type_name(tensor) not in ("INT8", "UINT8"):
-            return f"{op.graph.name(tensor)} is {op.graph.type_name(tensor).lower()}"
+        kind = op.graph.type_name(tensor)
+        if kind not in ("INT8", "UINT8") and not (tensor in sixteen and kind == "INT16"):
+            return f"{op.graph.name(tensor)} is {kind.lower()}"
     for tensor in op.inputs:  # weights are 8-bit; biases and sizes int32
         stored = op.graph.type_name(tensor)
-        if op.graph.is_constant(tensor) and stored not in ("INT8", "UINT8", "INT32", "INT64"):
+        if op.graph.is_constant(tensor) and stored not in ("INT8", "UINT8", "INT32", "INT64") \
+                and not (tensor in sixteen and stored == "INT16"):
             return f"constant {op.graph.name(tensor)} is {stored.lower()}"
     return None
 
@@ -475,8 +504,21 @@ def _in_table(op: _Op) -> str | None:
         return f"{op.name}{custom} is not in the supported-operations table"
     if not any(row.applies_to(op.graph.runtime) for row in rows):
         needs = " or ".join(row.runtime for row in rows)
-        return f"{rows[0].name} needs Edge TPU runtime {needs}, not {op.graph.runtime}"
+        return (f"{rows[0].name} needs Edge TPU runtime {needs}, not {op.graph.runtime}",
+                rows[0].older_runtime_status)
     return None
+
+
+def _version_mapped(op: _Op) -> str | None:
+    """A version of a supported op that the compiler reads but does not map (its log:
+    "Operation version not supported"): the half-pixel RESIZE_* that TF2 writes."""
+    newest = versions.MAPPED_UP_TO.get(op.name)
+    if newest is None or op.code.version <= newest:
+        return None
+    why = [name for name, option in (("half_pixel_centers", "halfPixelCenters"),
+                                      ("align_corners", "alignCorners")) if op.option(option, False)]
+    detail = f" ({', '.join(f'{name}=True' for name in why)})" if why else ""
+    return f"{op.name} version {op.code.version}{detail}; logs show it mapped up to version {newest}"
 
 
 def rank_supported(shape) -> bool:
@@ -512,6 +554,82 @@ def _static_sizes(op: _Op) -> str | None:
     return _computed(op, SIZE_OPERANDS.get(op.name, ()))
 
 
+# --- Sizes the compiler does not publish --------------------------------------------------------
+#
+# "We can't say any concrete limits ... it varies from operation to operation" (Coral,
+# google-coral/edgetpu#663). What the published cases do show is kept here: where an op of some
+# size was seen unmapped, larger ones are predicted unmapped ("otherwise supported ... unspecified
+# limitation"); between the largest seen mapped and that, or beyond anything seen mapped, the
+# op "may not map".
+
+
+@dataclasses.dataclass(frozen=True)
+class SizeEvidence:
+    """Published sizes for one op kind, in elements of `measure` ("input" or "output")."""
+
+    measure: str
+    mapped_up_to: int | None  # the largest seen mapped (None: none published)
+    unmapped_from: int | None  # the smallest seen not mapped, or failing the compile
+    source: str
+    refuses: bool = False  # the unmapped case failed the whole compile instead
+
+    def size(self, op: _Op) -> int:
+        return int(np.prod(op.in_shape() if self.measure == "input" else op.out_shape()))
+
+
+SIZE_EVIDENCE = {
+    # MEAN over [1, 256, 128, 3] not mapped; split into [1, 64, 128, 3] pieces, mapped.
+    "MEAN": SizeEvidence("input", 64 * 128 * 3, 256 * 128 * 3, "google-coral/edgetpu#461"),
+    # A 60x152x90 concatenation: compiler 15 aborted ("Internal compiler error").
+    "CONCATENATION": SizeEvidence("output", None, 60 * 152 * 90, "google-coral/edgetpu#309",
+                                  refuses=True),
+    # A fully-connected layer on 1x14400 inputs: "otherwise supported ... unspecified limitation".
+    "FULLY_CONNECTED": SizeEvidence("input", None, 14400, "google-coral/edgetpu#663"),
+    # An LSTM on (5, X) inputs: compiles below X = 900, fails above 1000 (per time step).
+    "UNIDIRECTIONAL_SEQUENCE_LSTM": SizeEvidence("input", 5 * 900, 5 * 1000,
+                                                 "google-coral/edgetpu#598", refuses=True),
+}
+# The largest activation tensor of the fully mapped models whose logs tests/data/edgetpu holds:
+# EfficientNet-EdgeTPU-M's first fused block, [1, 120, 120, 128]. Larger ones map in some models
+# and fail others ("Compilation failed due to large activation tensors in model", edgetpu#439,
+# #512; 640 px YOLOv8 stops mapping early, ultralytics/ultralytics#4719), so they "may not map".
+LARGEST_MAPPED_ACTIVATION = (120 * 120 * 128, "EfficientNet-EdgeTPU-M's log")
+
+
+def _unmapped_size(op: _Op) -> str | None:
+    """An op at least as large as one published unmapped (a table-row limit: sizes)."""
+    evidence = SIZE_EVIDENCE.get(op.name)
+    if evidence is None or evidence.unmapped_from is None or evidence.refuses:
+        return None
+    size = evidence.size(op)
+    if size < evidence.unmapped_from:
+        return None
+    return (f"{evidence.measure} of {size:,} elements, where one of {evidence.unmapped_from:,} "
+            f"was not mapped ({evidence.source})")
+
+
+def _size_risks(op: _Op) -> list[str]:
+    """Why a mapped op may still not map: a size beyond what published logs show mapped."""
+    risks = []
+    evidence = SIZE_EVIDENCE.get(op.name)
+    if evidence is not None:
+        size = evidence.size(op)
+        if evidence.unmapped_from is not None and size >= evidence.unmapped_from:
+            risks.append(f"{op.name} {evidence.measure} of {size:,} elements: one of "
+                         f"{evidence.unmapped_from:,} failed the compile ({evidence.source})")
+        elif evidence.mapped_up_to is not None and size > evidence.mapped_up_to:
+            risks.append(f"{op.name} {evidence.measure} of {size:,} elements: published cases "
+                         f"show {evidence.mapped_up_to:,} mapped and {evidence.unmapped_from:,} "
+                         f"not ({evidence.source})")
+    largest, where = LARGEST_MAPPED_ACTIVATION
+    tensor = max(op.activations(), key=lambda t: np.prod(op.graph.shape(t)), default=None)
+    if tensor is not None and np.prod(op.graph.shape(tensor)) > largest:
+        risks.append(f"{op.name} {op.graph.name(tensor)} {list(op.graph.shape(tensor))} is larger "
+                     f"than any activation in the fully mapped published logs ({largest:,} "
+                     f"elements, {where})")
+    return risks
+
+
 @dataclasses.dataclass(frozen=True)
 class Requirement:
     """A rule every op must meet, in the docs' words (or the logs', where marked), with the
@@ -532,6 +650,8 @@ REQUIREMENTS = (
                 "uint8).", UNSUPPORTED_TYPE, _eight_bit),
     Requirement("supported-op", "The model uses only the operations supported by the Edge TPU.",
                 UNSUPPORTED_OP, _in_table),
+    Requirement("op-version", "(Published logs.) Some versions of supported operations are "
+                "not mapped.", VERSION, _version_mapped),
     Requirement("rank", "Tensors are either 1-, 2-, or 3-dimensional. If a tensor has more than 3 "
                 "dimensions, then only the 3 innermost dimensions may have a size greater than 1.",
                 UNSUPPORTED_RANK, _rank),
@@ -539,6 +659,8 @@ REQUIREMENTS = (
                 "compile-time.", NOT_CONSTANT, _constant_parameters),
     Requirement("static-sizes", "Tensor sizes are constant at compile-time (no dynamic sizes).",
                 NOT_CONSTANT, _static_sizes),
+    Requirement("published-size", "(Published cases.) An op as large as one seen unmapped is not "
+                "mapped.", OTHERWISE, _unmapped_size),
 )
 SINGLE_PARTITION = Requirement(
     "single-partition", "The Edge TPU compiler cannot partition the model more than once, so as "
@@ -546,25 +668,11 @@ SINGLE_PARTITION = Requirement(
     "the CPU, even if supported operations occur later.", SECOND_SUBGRAPH)  # decided by _place
 
 
-def _grouped_convolution(op: _Op) -> str | None:
-    """Not in the table: TFLite writes a grouped convolution as one CONV_2D (opcode version 6)
-    only since after compiler 16.0, which may well answer "Operation version not supported"."""
-    if op.name != "CONV_2D" or len(op.in_shape()) != 4 or len(op.in_shape(1)) != 4:
-        return None
-    depth, filter_depth = op.in_shape()[-1], op.in_shape(1)[-1]
-    if depth == filter_depth:
-        return None
-    return (f"grouped CONV_2D ({depth // filter_depth} groups, opcode version {op.code.version}) "
-            "is newer than compiler 16.0; the table does not cover it")
-
-
 def _caveats(op: _Op) -> list[str]:
-    """What may still keep a mapped op off the Edge TPU."""
+    """What may still keep a mapped op off the Edge TPU, where no size is published."""
     row = next((r for r in SUPPORTED.get(op.name, ()) if r.applies_to(op.graph.runtime)), None)
-    unchecked = [f"{row.name}: {limit.wording} (not decidable offline)"
-                 for limit in (row.limits if row else ()) if limit.check is None]
-    grouped = _grouped_convolution(op)
-    return ([grouped] if grouped else []) + unchecked
+    return [f"{row.name}: {limit.wording} (not decidable offline)"
+            for limit in (row.limits if row else ()) if limit.check is None]
 
 
 # --- Deciding each op --------------------------------------------------------------------------
@@ -581,8 +689,9 @@ def _judge(op: _Op) -> Verdict | None:
     """None when the op itself meets every rule; else the first rule it breaks."""
     for requirement in REQUIREMENTS:
         why = requirement.check(op)
-        if why:
-            return Verdict(requirement.id, requirement.status, why)
+        if why:  # a reason, or (reason, status) where the compiler words this case its own way
+            reason, status = why if isinstance(why, tuple) else (why, requirement.status)
+            return Verdict(requirement.id, status, reason)
     row = next(row for row in SUPPORTED[op.name] if row.applies_to(op.graph.runtime))
     for limit in row.limits:
         why = limit.check(op) if limit.check else None
@@ -591,36 +700,134 @@ def _judge(op: _Op) -> Verdict | None:
     return None
 
 
-def _place(graph: _Graph, verdicts: list[Verdict | None]):
-    """Where each op runs under the single partition ([(where, cause)] by op), and the op that
-    ends the Edge TPU part.
+def _place(graph: _Graph, verdicts: list[Verdict | None], flags: CompilerFlags):
+    """Where each op runs ([(where, cause)] by op), and the op that ends the Edge TPU part.
 
     Each op gets where it runs ("edgetpu", or "cpu before" / "cpu after" the Edge TPU part) and
-    why it is on the CPU: "unsupported" (it breaks a rule) or "single-partition" (it is supported
-    but depends on an op that runs on the CPU after the Edge TPU part started).
+    why it is on the CPU: "unsupported" (it breaks a rule), "single-partition" (it is supported
+    but depends on an op that runs on the CPU after the Edge TPU part started) or
+    "intermediate-tensors" (it follows a tensor named by -i).
 
     "After" is read along the data flow. Published logs show an unsupported op fed by nothing
     mapped (the QUANTIZE of a float input) running on the CPU ahead of a fully mapped rest
     (mnist4, the MobileNet V2 log), so such ops do not end the part; that ops independent of the
-    one ending it still map is an inference from the same single-subgraph rule.
+    one ending it still map is an inference from the same single-subgraph rule. With -a the
+    single-subgraph rule is lifted: supported ops after an unsupported one map again.
     """
+    stops = set(flags.intermediate_tensors)
     side: dict[int, str] = {}  # tensor -> where its producer runs; model inputs: absent
+    after_stop: set[int] = set()  # tensors that follow an -i tensor
     placed: list[tuple[str, str | None]] = []
     cut = None
     for op, verdict in zip(graph.ops, verdicts, strict=True):
         sources = {side.get(t) for t in op.inputs}
-        if "cpu after" in sources:
+        if any(t in after_stop for t in op.inputs):
+            where, cause = "cpu after", "unsupported" if verdict else "intermediate-tensors"
+        elif "cpu after" in sources and not flags.multiple_subgraphs:
             where, cause = "cpu after", ("unsupported" if verdict else "single-partition")
         elif verdict is None:
             where, cause = "edgetpu", None
-        elif "edgetpu" in sources:
+        elif sources & {"edgetpu", "cpu after"}:
             where, cause = "cpu after", "unsupported"
             cut = op.index if cut is None else cut
         else:
             where, cause = "cpu before", "unsupported"
         placed.append((where, cause))
         side.update((t, where) for t in op.outputs)
+        if any(t in after_stop for t in op.inputs):
+            after_stop.update(op.outputs)
+        else:  # the -i tensors themselves: the op making one maps, those using it do not
+            after_stop.update(t for t in op.outputs if stops & graph.names(t))
     return placed, cut
+
+
+def _edgetpu_subgraphs(graph: _Graph, placed) -> int:
+    """Edge TPU subgraphs: the groups of mapped ops joined by tensors between mapped ops."""
+    group = {op.index: op.index
+             for op, (where, _) in zip(graph.ops, placed, strict=True) if where == "edgetpu"}
+
+    def root(i):
+        while group[i] != i:
+            group[i] = group[group[i]]
+            i = group[i]
+        return i
+
+    for op in graph.ops:
+        for tensor in op.inputs:
+            source = graph.producer.get(tensor)
+            if op.index in group and source in group:
+                group[root(op.index)] = root(source)
+    return len({root(i) for i in group})
+
+
+# --- Whole-model refusals ----------------------------------------------------------------------
+
+PARSE_ERROR = ("ERROR: Didn't find op for builtin opcode '{op}' version '{version}'. An older "
+               "version of this builtin might be supported. Are you using an old TFLite binary "
+               "with a newer model?")
+FLEX_ERROR = ("ERROR: Regular TensorFlow ops are not supported by this interpreter. Make sure you "
+              "apply/link the Flex delegate before inference.")
+
+
+@dataclasses.dataclass(frozen=True)
+class Refusal:
+    """Why the compiler would refuse the whole model: nothing is compiled."""
+
+    rule: str  # "op-version", "flex" or "static-sizes"
+    op: int | None  # the first op it turns on (None: the model's metadata)
+    reason: str
+    error: str  # the compiler's first error line
+
+
+def _refusal(graph: _Graph) -> Refusal | None:
+    """The compiler's stages in order: reading the model (op versions its TFLite does not know:
+    "Model could not be parsed"), preparing it in that TFLite (Flex ops, edgetpu#718), then
+    the Edge TPU delegate (dynamic-sized tensors, edgetpu#829)."""
+    for op in graph.ops:
+        shipped = versions.first_release(op.name, op.code.version)
+        if shipped and versions.readable(shipped) is False:
+            return Refusal("op-version", op.index, f"{op.name} version {op.code.version} (first in "
+                           f"TF {shipped}) is newer than compiler {versions.COMPILER} reads",
+                           PARSE_ERROR.format(op=op.name, version=op.code.version))
+    metadata = _metadata_runtime(graph)
+    if metadata and versions.readable(metadata) is False and not any(
+            versions.first_release(op.name, op.code.version) == metadata for op in graph.ops):
+        return Refusal("op-version", None, f"the model's min_runtime_version metadata is TF "
+                       f"{metadata}: an op version newer than compiler {versions.COMPILER} reads",
+                       "ERROR: Didn't find op for builtin opcode")
+    for op in graph.ops:
+        if op.name == "CUSTOM" and litert.op_name(op.code).startswith("Flex"):
+            return Refusal("flex", op.index, f"{litert.op_name(op.code)} is a TensorFlow (Flex) "
+                           "op, which the compiler's TFLite cannot run", FLEX_ERROR)
+    dynamic, origins = _dynamic_sizes(graph)
+    if origins:
+        first = origins[0]
+        return Refusal("static-sizes", first, f"the model has dynamic-sized tensors ({len(dynamic)}"
+                       f", from op {first} {graph.ops[first].name} on)", DYNAMIC_SIZE_ERROR)
+    return None
+
+
+def _metadata_runtime(graph: _Graph) -> str | None:
+    """The `min_runtime_version` the converter wrote: the newest TF any op version needs."""
+    for entry in graph.model.metadata or []:
+        if entry.name == b"min_runtime_version":
+            data = graph.model.buffers[entry.buffer].data
+            text = bytes(np.asarray(data, np.uint8)).split(b"\0")[0].decode(errors="replace")
+            return text or None
+    return None
+
+
+def _version_risks(graph: _Graph) -> list[str]:
+    """Op versions from TF 2.6.0: between the newest the compiler is known to read and the
+    oldest it is known to refuse."""
+    risks = []
+    for op in graph.ops:
+        shipped = versions.first_release(op.name, op.code.version)
+        if shipped and versions.readable(shipped) is None:
+            risks.append(f"op {op.index} {op.name} version {op.code.version} first shipped in TF "
+                         f"{shipped}: compiler {versions.COMPILER} is known to read TF 2.5.0's op "
+                         "versions and to refuse some of 2.7.0's; this one is unknown")
+    return risks
 
 
 def _dynamic_sizes(graph: _Graph) -> tuple[set[int], list[int]]:
@@ -651,8 +858,14 @@ class OpRecord:
     rule: str | None  # what decides it (None when mapped)
     reason: str
     where: str  # "edgetpu", or "cpu before" / "cpu after" the Edge TPU part
-    cause: str | None  # on the CPU: "unsupported", "single-partition" or "compile-failure"
-    caveats: list[str] = dataclasses.field(default_factory=list)  # mapped: what may still fail
+    # On the CPU: "unsupported", "single-partition", "intermediate-tensors" or "compile-failure".
+    cause: str | None
+    caveats: list[str] = dataclasses.field(default_factory=list)  # limits nobody published
+    risks: list[str] = dataclasses.field(default_factory=list)  # mapped: beyond published sizes
+
+
+# The four outcomes of an analysis.
+REFUSED, MAPS_FULLY, MAPS_UP_TO, MAY_NOT_MAP = "refused", "maps fully", "maps up to", "may not map"
 
 
 @dataclasses.dataclass
@@ -663,6 +876,10 @@ class Analysis:
     compile_error: str | None = None
     dynamic_from: int | None = None  # the first op that makes tensor sizes dynamic
     notes: list[str] = dataclasses.field(default_factory=list)
+    refusal: Refusal | None = None
+    risks: list[str] = dataclasses.field(default_factory=list)  # the model's own (op versions)
+    flags: CompilerFlags = dataclasses.field(default_factory=CompilerFlags)
+    edgetpu_subgraphs: int = 0
 
     @property
     def edgetpu_operations(self) -> int:
@@ -680,22 +897,57 @@ class Analysis:
         """The first op, in execution order, on the CPU for this cause."""
         return next((r for r in self.records if r.cause == cause), None)
 
+    def outcome(self) -> tuple[str, str]:
+        """(kind, sentence): the compiler will refuse the model, it maps fully, it maps up to an
+        op, or it may not map because of a limit the compiler does not publish."""
+        if self.refusal:
+            at = f" (op {self.refusal.op})" if self.refusal.op is not None else ""
+            return REFUSED, f"the compiler will refuse the model{at}: {self.refusal.reason}"
+        mapped = self._mapped_part()
+        risks = self.risks + [f"op {r.index}: {risk}" for r in self.records for risk in r.risks]
+        if risks:
+            more = f" (and {len(risks) - 1} more)" if len(risks) > 1 else ""
+            return MAY_NOT_MAP, (f"may not map: unpublished limit: {risks[0]}{more}; by the "
+                                 f"published rules it {mapped}")
+        return (MAPS_FULLY if self.fully_mapped else MAPS_UP_TO), mapped
+
+    def _mapped_part(self) -> str:
+        if self.fully_mapped:
+            return f"maps fully ({len(self.records)} ops)"
+        ends = self.records[self.cut] if self.cut is not None else None
+        before = [r for r in self.records if r.where == "cpu before"]
+        text = (f"maps up to op {ends.index} {ends.operator} ({ends.reason})" if ends else
+                f"maps from op {before[-1].index + 1} on")
+        if before:
+            text += (f"; {len(before)} op(s) before it run on the CPU (op {before[0].index} "
+                     f"{before[0].operator}: {before[0].reason})")
+        if self.flags.multiple_subgraphs and ends:
+            text += f"; with -a, {self.edgetpu_operations} ops map in {self.edgetpu_subgraphs} " \
+                    "Edge TPU subgraphs"
+        return text
+
     def operator_table(self) -> list[tuple[str, int, str]]:
         """(operator, count, status) rows as the compiler's log has them, first seen first."""
         counts = collections.Counter((r.operator, r.status) for r in self.records)
         return [(op, n, status) for (op, status), n in counts.items()]
 
     def to_json(self) -> dict:
-        """A JSON-ready dict: the counts, the compiler-style table and every op's record."""
+        """A JSON-ready dict: the verdict, the counts, the compiler-style table, every op."""
+        kind, sentence = self.outcome()
         return {
             "rules": DOCS,
+            "verdict": {"outcome": kind, "text": sentence},
             "edgetpu_runtime": self.runtime,
+            "compiler_flags": self.flags.placement(),
             "total_operations": len(self.records),
             "edgetpu_operations": self.edgetpu_operations,
             "cpu_operations": self.cpu_operations,
+            "edgetpu_subgraphs": self.edgetpu_subgraphs,
             "cut": self.cut,
             "compile_error": self.compile_error,
+            "refusal": dataclasses.asdict(self.refusal) if self.refusal else None,
             "dynamic_from": self.dynamic_from,
+            "risks": self.risks,
             "operators": [{"operator": op, "count": n, "status": status}
                           for op, n, status in self.operator_table()],
             "ops": [dataclasses.asdict(r) for r in self.records],
@@ -703,17 +955,22 @@ class Analysis:
         }
 
 
-def analyze(content: bytes, runtime: int = LATEST_RUNTIME) -> Analysis:
-    """Decides, for every op of the main subgraph in execution order, whether the Edge TPU
-    compiler targeting Edge TPU runtime `runtime` would map it, and by which rule.
+def analyze(content: bytes, runtime: int | None = None,
+            flags: CompilerFlags | None = None) -> Analysis:
+    """Decides, for every op of the main subgraph in execution order, whether edgetpu_compiler
+    run with `flags` (by default its defaults; `runtime` overrides -m) would map it, and by
+    which rule; and whether it would refuse the model as a whole.
 
     Raises ValueError when `content` is not a .tflite model.
     """
     if len(content) < 8 or content[4:8] != b"TFL3":
         raise ValueError("not a .tflite model (no TFL3 file identifier)")
-    graph = _Graph(content, runtime)
+    flags = flags or CompilerFlags()
+    if runtime is not None:
+        flags = dataclasses.replace(flags, min_runtime_version=runtime)
+    graph = _Graph(content, flags.min_runtime_version)
     verdicts = [_judge(op) for op in graph.ops]
-    placed, cut = _place(graph, verdicts)
+    placed, cut = _place(graph, verdicts, flags)
     records = []
     for op, verdict, (where, cause) in zip(graph.ops, verdicts, placed, strict=True):
         if verdict:
@@ -721,32 +978,39 @@ def analyze(content: bytes, runtime: int = LATEST_RUNTIME) -> Analysis:
         elif cause == "single-partition":
             rule, status = SINGLE_PARTITION.id, SINGLE_PARTITION.status
             reason = "supported, but it depends on an op that runs on the CPU"
+        elif cause == "intermediate-tensors":
+            rule, status = "intermediate-tensors", AFTER_INTERMEDIATE
+            reason = "it follows a tensor named by -i (--intermediate_tensors)"
         else:
             rule, status, reason = None, MAPPED, "meets every rule"
-        records.append(OpRecord(op.index, op.name, cause is None, status, rule, reason, where,
-                                cause, _caveats(op) if cause is None else []))
-    analysis = Analysis(records, runtime, cut, notes=_notes(graph))
-    _fail_on_dynamic_sizes(graph, analysis)
+        mapped = cause is None
+        records.append(OpRecord(op.index, op.name, mapped, status, rule, reason, where, cause,
+                                _caveats(op) if mapped else [], _size_risks(op) if mapped else []))
+    analysis = Analysis(records, flags.min_runtime_version, cut, notes=_notes(graph, flags),
+                        risks=_version_risks(graph), flags=flags,
+                        edgetpu_subgraphs=_edgetpu_subgraphs(graph, placed))
+    _refuse(analysis, _refusal(graph))
     return analysis
 
 
-def _fail_on_dynamic_sizes(graph: _Graph, analysis: Analysis) -> None:
-    """With dynamic-sized tensors the compiler refuses the model: nothing maps."""
-    dynamic, origins = _dynamic_sizes(graph)
-    if not origins:
+def _refuse(analysis: Analysis, refusal: Refusal | None) -> None:
+    """A refused model compiles nothing: every op stays on the CPU."""
+    if refusal is None:
         return
-    first = origins[0]
-    analysis.compile_error, analysis.dynamic_from = DYNAMIC_SIZE_ERROR, first
-    analysis.notes.insert(0, f"{len(dynamic)} tensors have sizes known only at run time, from op "
-                             f"{first} ({graph.ops[first].name}) on.")
+    analysis.refusal, analysis.compile_error = refusal, refusal.error
+    analysis.edgetpu_subgraphs, analysis.risks = 0, []
+    if refusal.rule == "static-sizes":
+        analysis.dynamic_from = refusal.op
+        analysis.notes.insert(0, f"Tensor sizes are known only at run time: {refusal.reason}.")
+    status = NOT_COMPILED if refusal.rule == "static-sizes" else f"Not compiled: {refusal.reason}"
     for record in analysis.records:
-        if record.cause in (None, "single-partition"):
-            record.mapped, record.status, record.cause = False, NOT_COMPILED, "compile-failure"
-            record.rule, record.where, record.caveats = "static-sizes", "cpu after", []
-            record.reason = f"the model has dynamic-sized tensors (from op {first})"
+        if record.cause in (None, "single-partition", "intermediate-tensors"):
+            record.mapped, record.status, record.cause = False, status, "compile-failure"
+            record.rule, record.where, record.caveats, record.risks = refusal.rule, "cpu after", [], []
+            record.reason = f"the compiler refuses the model: {refusal.reason}"
 
 
-def _notes(graph: _Graph) -> list[str]:
+def _notes(graph: _Graph, flags: CompilerFlags) -> list[str]:
     notes = []
     if len(graph.model.subgraphs) > 1:
         notes.append(f"Only the main subgraph is analysed; {len(graph.model.subgraphs) - 1} more "
@@ -757,6 +1021,18 @@ def _notes(graph: _Graph) -> list[str]:
         notes.append(f"{unknown} tensors leave a dimension unknown (-1) in their shape signature; "
                      "the compiler compiles the stored size (published logs of such models map "
                      "every op).")
+    if flags.num_segments > 1:
+        notes.append(f"-n {flags.num_segments}: the compiler cuts the model into "
+                     f"{flags.num_segments} segments, one compiled model each, where to cut being "
+                     "its own choice (by parameter sizes); the counts here are for the whole model.")
+    if flags.search_delegate:
+        notes.append(f"-d: if a compile fails, the compiler retries stopping "
+                     f"{flags.delegate_search_step} op(s) earlier each time; an op that would fail "
+                     "it then runs on the CPU instead of failing the compile.")
+    missing = set(flags.intermediate_tensors).difference(
+        *(graph.names(t) for t in range(len(graph.tensors))))
+    if missing:
+        notes.append(f"-i names tensors the model does not have: {', '.join(sorted(missing))}.")
     return notes
 
 
@@ -764,115 +1040,40 @@ def _notes(graph: _Graph) -> list[str]:
 
 
 def format_summary(analysis: Analysis, model: str | None = None) -> str:
-    """The analysis in the shape of edgetpu_compiler's summary and operation log, then where
-    the Edge TPU part ends and why."""
+    """The verdict, then the analysis in the shape of edgetpu_compiler's summary and operation
+    log, then where the Edge TPU part ends and why."""
     title = f"Edge TPU compatibility of {model}" if model else "Edge TPU compatibility"
-    lines = [f"{title}, offline, by the rules of {DOCS} (Edge TPU runtime {analysis.runtime})", ""]
+    flags = " ".join(analysis.flags.args)
+    lines = [f"{title}, offline, by the rules of {DOCS} (Edge TPU runtime {analysis.runtime}"
+             + (f"; compiler options {flags}" if flags else "") + ")", "",
+             f"Verdict: {analysis.outcome()[1]}.", ""]
     if analysis.compile_error:
         lines += [analysis.compile_error, "Compilation would fail.", ""]
     elif analysis.cpu_operations:
         lines += [("Not all operations are supported by the Edge TPU: a percentage of the model "
                    "will run on the CPU, which is slower."), ""]
-    lines += [f"Number of operations that will run on Edge TPU: {analysis.edgetpu_operations}",
+    lines += [f"Number of Edge TPU subgraphs: {analysis.edgetpu_subgraphs}",
+              f"Number of operations that will run on Edge TPU: {analysis.edgetpu_operations}",
               f"Number of operations that will run on CPU: {analysis.cpu_operations}", "",
               f"{'Operator':<31}{'Count':<11}Status", ""]
     lines += [f"{op:<31}{count:<11}{status}" for op, count, status in analysis.operator_table()]
     lines.append("")
-    if analysis.dynamic_from is not None:
-        record = analysis.records[analysis.dynamic_from]
-        lines.append(f"Op {record.index} {record.operator} makes tensor sizes dynamic: "
-                     f"{record.reason} [{record.rule}]; the compiler refuses the whole model.")
-    else:
+    if analysis.refusal is None:
         lines += [f"Op {r.index} {r.operator} runs on the CPU before the Edge TPU part: "
                   f"{r.reason} [{r.rule}]." for r in analysis.records if r.where == "cpu before"]
         if analysis.cut is not None:
             record = analysis.records[analysis.cut]
             lines.append(f"Op {record.index} {record.operator} ends the Edge TPU part: "
-                         f"{record.reason} [{record.rule}]; every op that depends on it runs on "
-                         "the CPU.")
+                         f"{record.reason} [{record.rule}]; " + (
+                             "supported ops after it map again (-a)." if
+                             analysis.flags.multiple_subgraphs else
+                             "every op that depends on it runs on the CPU."))
+    risks = analysis.risks + [f"op {r.index}: {risk}" for r in analysis.records for risk in r.risks]
+    lines += [f"May not map: {risk}" for risk in risks]
     caveats = collections.Counter(c for r in analysis.records for c in r.caveats)
     lines += [f"Caveat ({n} ops): {caveat}" for caveat, n in caveats.items()]
     lines += [f"Note: {note}" for note in analysis.notes]
     return "\n".join(lines).rstrip()
-
-
-_SIZE_UNITS = {"B": 1, "KiB": 1 << 10, "MiB": 1 << 20, "GiB": 1 << 30}
-_LINES = {  # key: (the whole line, how to read the captured value)
-    "compiler_version": (r"Edge TPU Compiler version (\S+)", str),
-    "compile_ms": (r"Models? compiled successfully in (\d+) ms\.", int),
-    "input_model": (r"Input(?: model)?: (.+)", str),
-    "output_model": (r"Output(?: model)?: (.+)", str),
-    "input_size_bytes": (r"Input size: (\S+)", "size"),
-    "output_size_bytes": (r"Output size: (\S+)", "size"),
-    "on_chip_memory_used_bytes":
-        (r"On-chip memory used for caching model parameters: (\S+)", "size"),
-    "on_chip_memory_remaining_bytes":
-        (r"On-chip memory remaining for caching model parameters: (\S+)", "size"),
-    "off_chip_memory_used_bytes":
-        (r"Off-chip memory used for streaming uncached model parameters: (\S+)", "size"),
-    "edgetpu_subgraphs": (r"Number of Edge TPU subgraphs: (\d+)", int),
-    "total_operations": (r"Total number of operations: (\d+)", int),
-    "operation_log": (r"Operation log: (.+)", str),
-    "edgetpu_operations": (r"Number of operations that will run on Edge TPU: (\d+)", int),
-    "cpu_operations": (r"Number of operations that will run on CPU: (\d+)", int),
-}
-_HEADER = re.compile(r"Operator\s+Count\s+Status")
-_ROW = re.compile(r"(\S+)\s+(\d+)\s+(\S.*)")
-
-
-def _bytes(text: str) -> int:
-    number, unit = re.fullmatch(r"([\d.]+)(B|KiB|MiB|GiB)", text).groups()
-    return round(float(number) * _SIZE_UNITS[unit])
-
-
-def parse_compiler_log(text: str) -> dict:
-    """Reads edgetpu_compiler's stdout and/or its operation log (*_edgetpu.log).
-
-    Returns the figures printed (None where absent; sizes in bytes), `compiled` (True, False or
-    None when the text does not say), `operators` as {operator, count, status} rows in the
-    order printed, and `table`: "complete", "unmapped-only" (compiler 16 lists only the unmapped
-    ops on stdout, then "... All other operators were mapped successfully") or "absent". An
-    operation log alone prints no counts; they are then summed from its table.
-    """
-    parsed: dict = dict.fromkeys(_LINES)
-    parsed.update(compiled=None, not_all_supported=False, table="absent", operators=[])
-    table = None  # None, "header" (blank lines may follow it) or "rows" (a blank line ends them)
-    for line in (raw.strip() for raw in text.splitlines()):
-        if _HEADER.fullmatch(line):
-            table, parsed["table"] = "header", "complete"
-            continue
-        if table:
-            row = _ROW.fullmatch(line)
-            if row:
-                parsed["operators"].append(
-                    {"operator": row[1], "count": int(row[2]), "status": row[3].strip()})
-                table = "rows"
-                continue
-            if line.startswith("... All other operators were mapped"):
-                parsed["table"] = "unmapped-only"
-                continue
-            if not line and table == "header":
-                continue
-            table = None
-        _read_line(line, parsed)
-    if parsed["table"] == "complete" and parsed["edgetpu_operations"] is None:
-        mapped = sum(r["count"] for r in parsed["operators"] if r["status"] == MAPPED)
-        parsed["edgetpu_operations"] = mapped
-        parsed["cpu_operations"] = sum(r["count"] for r in parsed["operators"]) - mapped
-    return parsed
-
-
-def _read_line(line: str, parsed: dict) -> None:
-    if line.startswith("Model successfully compiled but not all operations are supported"):
-        parsed["not_all_supported"] = True
-    elif line.startswith("Compilation failed"):
-        parsed["compiled"] = False
-    elif line == "Compilation succeeded!" or re.match(r"Models? compiled successfully", line):
-        parsed["compiled"] = parsed["compiled"] is not False
-    for key, (pattern, kind) in _LINES.items():
-        match = re.fullmatch(pattern, line)
-        if match and parsed[key] is None:  # co-compiled models: the first model's figures
-            parsed[key] = _bytes(match[1]) if kind == "size" else kind(match[1])
 
 
 def compare(analysis: Analysis, log: dict) -> list[dict]:
@@ -881,7 +1082,8 @@ def compare(analysis: Analysis, log: dict) -> list[dict]:
     found = []
     ours = {"total_operations": len(analysis.records),
             "edgetpu_operations": analysis.edgetpu_operations,
-            "cpu_operations": analysis.cpu_operations}
+            "cpu_operations": analysis.cpu_operations,
+            "edgetpu_subgraphs": analysis.edgetpu_subgraphs}
     for key, value in ours.items():
         if log.get(key) is not None and log[key] != value:
             found.append({"what": key, "analysis": value, "log": log[key]})
@@ -902,77 +1104,7 @@ def compare(analysis: Analysis, log: dict) -> list[dict]:
     return found
 
 
-# --- Command line ------------------------------------------------------------------------------
-
-
-def read_model_file(path: str) -> bytes:
-    """A .tflite file's bytes; ValueError with one line for a missing or foreign file."""
-    try:
-        with open(path, "rb") as f:
-            content = f.read()
-    except FileNotFoundError:
-        raise ValueError(f"{path}: no such file") from None
-    except OSError as err:
-        raise ValueError(f"{path}: {err.strerror}") from None
-    if len(content) < 8 or content[4:8] != b"TFL3":
-        raise ValueError(f"{path} is not a .tflite model (no TFL3 file identifier)")
-    return content
-
-
-def main(argv) -> int:
-    from absl import flags
-
-    from tfmobile_core import atomic, cli
-
-    del argv
-    FLAGS = flags.FLAGS
-    if not FLAGS.model:
-        raise cli.UsageError("name the model: python -m converters.edgetpu analyze MODEL.tflite")
-    if FLAGS.json and os.path.exists(FLAGS.json) and os.path.exists(FLAGS.model) \
-            and os.path.samefile(FLAGS.json, FLAGS.model):
-        raise cli.UsageError(f"--json {FLAGS.json} is the model itself: writing the analysis "
-                             "there would replace the model; name another file")
-    try:
-        analysis = analyze(read_model_file(FLAGS.model), runtime=FLAGS.runtime)
-    except ValueError as err:
-        raise cli.UsageError(str(err)) from None
-    except Exception as err:  # noqa: BLE001 - a damaged flatbuffer fails anywhere in its reader
-        raise cli.UsageError(f"{FLAGS.model} cannot be read as a .tflite model "
-                             f"({type(err).__name__})") from None
-    print(format_summary(analysis, os.path.basename(FLAGS.model)))
-    if FLAGS.json:
-        try:
-            atomic.write_json(FLAGS.json, {"model": FLAGS.model, **analysis.to_json()})
-        except OSError as err:
-            raise cli.UsageError(f"cannot write {FLAGS.json}: {err.strerror}") from None
-    return 0
-
-
-def _command_line() -> None:
-    """`analyze MODEL` as tfmobile's commands take it: the model becomes --model."""
-    from absl import flags
-
-    from tfmobile_core import cli
-
-    program = "converters.edgetpu"
-    if len(sys.argv) < 2 or sys.argv[1] in ("-h", "--help", "help"):
-        print(__doc__.strip())
-        sys.exit(0 if len(sys.argv) >= 2 else cli.USAGE_EXIT)
-    if sys.argv[1] != "analyze":
-        print(f"{program}: error: unknown command {sys.argv[1]!r}; the command is 'analyze'",
-              file=sys.stderr)
-        sys.exit(cli.USAGE_EXIT)
-    flags.DEFINE_string("model", None, "The .tflite to analyse (or give it right after 'analyze').")
-    flags.DEFINE_string("json", None, "Also write the analysis to this JSON file.")
-    flags.DEFINE_integer("runtime", LATEST_RUNTIME, "Edge TPU runtime version to target: rows of "
-                         "the supported-operations table apply from a version.", lower_bound=12,
-                         upper_bound=LATEST_RUNTIME)
-    rest = sys.argv[2:]
-    if rest and not rest[0].startswith("-"):
-        rest = [f"--model={rest[0]}", *rest[1:]]
-    sys.argv = [f"{program} analyze", *rest]
-    cli.run(main, program=f"{program} analyze", doc=__doc__)
-
-
 if __name__ == "__main__":
-    _command_line()
+    from converters.edgetpu_cli import command_line
+
+    command_line()

@@ -55,6 +55,28 @@ def test_int8_detector_is_the_artifact_consumers_read(tmp_path):
 
 
 @pytest.mark.slow
+def test_yolo_edgetpu_profile_keeps_its_log_in_float(tmp_path):
+    """An int8 LOG is version 2, which edgetpu_compiler 16.0 cannot read: it refuses the whole
+    model. The Edge TPU profile keeps YOLO's size decoding (LOG, MAXIMUM) in float, so the
+    network maps up to the DEQUANTIZE before it."""
+    from converters import edgetpu
+
+    result = run("tfmobile.convert", "--model", "yolo_shufflenet_v2", "--edgetpu", *SMALL,
+                 "--output_dir", str(tmp_path))
+    assert result.returncode == 0, result.stderr
+    report = json.loads(next(tmp_path.glob("*.json")).read_text())
+    content = next(tmp_path.glob("*.tflite")).read_bytes()
+    versions = {litert.op_name(c): c.version for c in litert.read_model(content).operatorCodes}
+    assert versions["LOG"] == 1 and versions["MAXIMUM"] == 1  # float kernels
+    verdict = report["edgetpu"]["analysis"]["verdict"]
+    assert verdict["outcome"] == edgetpu.MAPS_UP_TO and "DEQUANTIZE" in verdict["text"]
+    det = report["detection"]
+    assert det["warnings"] == [] and det["quantization"]["float_tail"] == ["DEQUANTIZE", "LOG",
+                                                                          "MAXIMUM"]
+    assert "maps up to op" in result.stdout
+
+
+@pytest.mark.slow
 def test_postprocess_flags_reach_the_op(tmp_path):
     # --raw_outputs (the op left out) is checked on the converter itself in
     # test_detection_convert.py, and its record and name in the round-trip test below.

@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from converters import edgetpu, litert, quantize, rewrite, tflite
+from converters import edgetpu, edgetpu_log, litert, quantize, rewrite, tflite
 from tfmobile import models
 
 LOGS = pathlib.Path(__file__).parent / "data" / "edgetpu"
@@ -62,7 +62,7 @@ def mnist_samples() -> np.ndarray:
 
 
 def log(name: str) -> dict:
-    return edgetpu.parse_compiler_log((LOGS / name).read_text())
+    return edgetpu_log.parse_compiler_log((LOGS / name).read_text())
 
 
 @pytest.fixture(scope="module")
@@ -284,7 +284,14 @@ def test_parse_stdout_summary():
         "on_chip_memory_remaining_bytes": round(6.47 * 2**20), "off_chip_memory_used_bytes": 0,
         "edgetpu_subgraphs": 1, "total_operations": 11, "operation_log": "conv_net_edgetpu.log",
         "edgetpu_operations": 5, "cpu_operations": 6, "compiled": True, "not_all_supported": True,
-        "table": "absent", "operators": [],
+        "table": "absent", "operators": [], "errors": [], "search_step": None, "attempts": [],
+        "models": [{
+            "input_model": "conv_net.tflite", "output_model": "conv_net_edgetpu.tflite",
+            "input_size_bytes": round(24.32 * 1024), "output_size_bytes": round(1.46 * 2**20),
+            "on_chip_memory_used_bytes": round(1.24 * 2**20),
+            "on_chip_memory_remaining_bytes": round(6.47 * 2**20),
+            "off_chip_memory_used_bytes": 0, "edgetpu_subgraphs": 1, "total_operations": 11,
+            "operation_log": "conv_net_edgetpu.log"}],
     }
     parsed = log("mobilenet_v2_ptq_stdout.log")
     assert (parsed["edgetpu_operations"], parsed["cpu_operations"]) == (70, 2)
@@ -295,7 +302,7 @@ def test_parse_stdout_summary():
 
 def test_parse_compiler_16_lists_only_unmapped_ops_and_failures():
     """Compiler 16's stdout variants, as published (FRC model README; google-coral/edgetpu#829)."""
-    parsed = edgetpu.parse_compiler_log(
+    parsed = edgetpu_log.parse_compiler_log(
         "Number of operations that will run on Edge TPU: 138\n"
         "Number of operations that will run on CPU: 3\n\n"
         "Operator                       Count      Status\n\n"
@@ -304,7 +311,7 @@ def test_parse_compiler_16_lists_only_unmapped_ops_and_failures():
         "... All other operators were mapped successfully. See FRC_model_edgetpu.log.\n")
     assert parsed["table"] == "unmapped-only" and len(parsed["operators"]) == 2
     assert (parsed["edgetpu_operations"], parsed["cpu_operations"]) == (138, 3)
-    failed = edgetpu.parse_compiler_log(
+    failed = edgetpu_log.parse_compiler_log(
         "Edge TPU Compiler version 16.0.384591198\n"
         "Started a compilation timeout timer of 180 seconds.\n"
         f"{edgetpu.DYNAMIC_SIZE_ERROR}\n"
@@ -338,7 +345,7 @@ def test_cli_prints_the_compiler_style_summary_and_writes_json(tmp_path, zoo):
     assert (written["edgetpu_operations"], written["cut"]) == (2, 2)
     assert written["ops"][2]["rule"] == "supported-op"
     # The summary round-trips through the log parser and agrees with the analysis.
-    assert edgetpu.compare(analysis, edgetpu.parse_compiler_log(result.stdout)) == []
+    assert edgetpu.compare(analysis, edgetpu_log.parse_compiler_log(result.stdout)) == []
 
 
 @pytest.mark.parametrize(
@@ -347,7 +354,9 @@ def test_cli_prints_the_compiler_style_summary_and_writes_json(tmp_path, zoo):
         (["analyze", "/nonexistent/model.tflite"], "/nonexistent/model.tflite: no such file"),
         (["analyze", __file__], "is not a .tflite model"),
         (["analyze"], "name the model"),
-        (["compile", "x.tflite"], "unknown command 'compile'"),
+        (["convert", "x.tflite"], "unknown command 'convert'"),
+        (["analyze", "x.tflite", "--compiler_flags=-x"], "has no option '-x'"),
+        (["compile", "/nonexistent/a.tflite"], "/nonexistent/a.tflite: no such file"),
         (["analyze", "x.tflite", "--runtime", "9"], "--runtime"),
     ],
 )
@@ -358,3 +367,37 @@ def test_cli_bad_input_is_one_line_and_exit_2(args, message):
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("converters.edgetpu"), result.stderr
     assert message in lines[0]
+
+
+def test_cli_compile_replays_the_compiler_and_holds_it_against_the_analysis(tmp_path,
+                                                                            standin_bin):
+    """`compile` runs edgetpu_compiler (here the stand-in, replaying the published mnist9 log for
+    the same graph) and says, model by model, whether it agrees; co-compiling a model the
+    stand-in holds no recording for fails with the compiler's (stand-in's) own line."""
+    import os
+
+    from test_edgetpu_standin import nrf20_graph
+
+    model = tmp_path / "mnist9.tflite"
+    model.write_bytes(nrf20_graph(tmp_path, tf.uint8))
+    env = {**os.environ, "PATH": f"{standin_bin}{os.pathsep}{os.environ['PATH']}"}
+
+    def compile_(*args):
+        return subprocess.run([sys.executable, "-m", "converters.edgetpu", "compile", *args],
+                              capture_output=True, text=True, timeout=120, env=env, check=False)
+
+    result = compile_(str(model), "--compiler_flags=-d -k 10", "--json", str(tmp_path / "c.json"))
+    assert result.returncode == 0, result.stderr
+    assert "Verdict: maps fully (10 ops)." in result.stdout
+    assert (f"mnist9.tflite -> {tmp_path / 'mnist9_edgetpu.tflite'}: 10 ops on the Edge TPU, 0 "
+            "on the CPU; agrees with the analysis") in result.stdout
+    written = json.loads((tmp_path / "c.json").read_text())
+    assert written[0]["compiler"]["arguments"] == ["-d", "-k", "10"]
+    assert written[0]["analysis_vs_compiler"] == []
+    assert written[0]["verdict"]["outcome"] == edgetpu.MAPS_FULLY
+    other = tmp_path / "other.tflite"
+    other.write_bytes(tflite.convert_float(mnist_cnn()))
+    result = compile_(str(model), str(other))
+    assert result.returncode == 1
+    assert "edgetpu_compiler: FAILED: edgetpu_compiler (stand-in): no recorded compilation" \
+        in result.stdout

@@ -1,7 +1,11 @@
 """`tfmobile.convert --edgetpu`: the profile, the offline analysis in the report, and the compiler
 step. edgetpu_compiler cannot be installed here (x86-64 Debian from Coral's apt repository only),
-so tests/standins/edgetpu_compiler, which speaks its command line and writes its outputs, stands
-in for it on PATH."""
+so tests/standins/edgetpu_compiler stands in for it on PATH. The stand-in decides nothing: it
+replays published real compilations of recorded graphs (tests/data/edgetpu/replay/
+recordings.json) and refuses any other model in one line on stderr, exit code 3, writing nothing.
+So a comparison of the analysis with the compiler here is one with the real compiler's output,
+and a model no recording holds (the zoo models converted here) shows the compiler step failing
+honestly."""
 
 import json
 import os
@@ -12,37 +16,47 @@ import sys
 import numpy as np
 import pytest
 
-from converters import edgetpu_compiler, litert
-from tfmobile_core import records
+from converters import edgetpu, edgetpu_compiler, litert
+from standins import edgetpu_recordings as recordings
 from tfmobile import models
+from tfmobile_core import records
 
-LOGS = pathlib.Path(__file__).parent / "data" / "edgetpu"
 SMALL = ["--input_size", "64", "--num_classes", "10", "--calibration_samples", "16",
          "--eval_samples", "8"]
+NO_RECORDING = "edgetpu_compiler (stand-in): no recorded compilation of "
+
+
+def refusal(model: pathlib.Path, content: bytes) -> str:
+    """The stand-in's one line for a model no recording holds, compiled with no placement flag."""
+    return (f"{NO_RECORDING}{model} (graph {recordings.fingerprint(content)[:12]}, flags none); "
+            "recorded compilations are listed in tests/data/edgetpu/replay/recordings.json")
 
 
 @pytest.fixture
 def convert(standin_bin):
     """`python -m tfmobile.convert` with the stand-in compiler first on PATH (or, with
     compiler=False, a PATH holding only the interpreter's directory: no edgetpu_compiler)."""
-    def run(out_dir, *args, compiler=True, env=None):
+    def run(out_dir, *args, compiler=True):
         path = f"{standin_bin}{os.pathsep}{os.environ['PATH']}" if compiler \
             else os.path.dirname(sys.executable)
         return subprocess.run(
             [sys.executable, "-m", "tfmobile.convert", "--output_dir", str(out_dir), *args],
             capture_output=True, text=True, timeout=600,
-            env={**os.environ, "PATH": path, **(env or {})})
+            env={**os.environ, "PATH": path})
 
     return run
 
 
 @pytest.mark.slow
-def test_profile_builds_the_mapping_variant_compiles_and_agrees(tmp_path, convert):
-    result = convert(tmp_path, "--model", "shufflenet_v1", "--alpha", "0.5", "--edgetpu", *SMALL)
-    assert result.returncode == 0, result.stderr
+def test_profile_builds_the_mapping_variant_and_reports_the_failed_compile(tmp_path, convert):
+    """The zoo model maps fully by the analysis; no recording holds its graph, so the compiler
+    step fails, and the conversion says so: exit code 1, the stand-in's line as the reason, the
+    .tflite and .json kept, no `_edgetpu` file, and the "compiled" row differing."""
+    result = convert(tmp_path, "--model", "shufflenet_v1", "--alpha", "0.5", "--edgetpu", *SMALL,
+                     "--edgetpu_compiler_flags", "-d -k 10")
+    assert result.returncode == 1, result.stderr
     stem = "shufflenet_v1_0.5_64_groups3_split_groups_c10_int8_uint8_io"
-    assert sorted(p.name for p in tmp_path.iterdir()) == [
-        f"{stem}.json", f"{stem}.tflite", f"{stem}_edgetpu.log", f"{stem}_edgetpu.tflite"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == [f"{stem}.json", f"{stem}.tflite"]
     report = json.loads((tmp_path / f"{stem}.json").read_text())
     assert report["model"]["variants"]["split_groups"] is True  # the profile's variant
     assert report["conversion"]["edgetpu"] is True
@@ -52,33 +66,73 @@ def test_profile_builds_the_mapping_variant_compiles_and_agrees(tmp_path, conver
     assert io["input"]["shape"] == [1, 64, 64, 3]  # batch 1, static
     section = report["edgetpu"]
     analysis = section["analysis"]
-    assert analysis["fully_mapped"] and analysis["ops"] == []
+    assert analysis["verdict"]["outcome"] == "maps fully"
+    assert analysis["fully_mapped"] and analysis["ops"] == [] and analysis["refusal"] is None
     assert analysis["edgetpu_operations"] == analysis["total_operations"] > 100
+    assert analysis["compiler_flags"] == {"search_delegate": True}  # -k alone moves no op
     compiler = section["compiler"]
-    assert compiler["ran"] and compiler["compiled"] and compiler["version"] == "16.0.384591198"
-    assert compiler["log"]["edgetpu_operations"] == analysis["edgetpu_operations"]
-    assert compiler["model"] == str(tmp_path / f"{stem}_edgetpu.tflite")
+    assert compiler["ran"] and not compiler["compiled"] and compiler["exit_code"] == 3
+    assert compiler["arguments"] == ["-d", "-k", "10"]  # passed through as written
+    model = tmp_path / f"{stem}.tflite"
+    assert compiler["reason"].startswith(NO_RECORDING)
+    assert compiler["reason"] == refusal(model, model.read_bytes())
+    assert compiler["models"] == [] and "model" not in compiler
+    assert section["analysis_vs_compiler"] == [
+        {"what": "compiled", "analysis": True, "log": False}]
+    assert (f"  Edge TPU (offline analysis): {analysis['total_operations']} of "
+            f"{analysis['total_operations']} ops map; {analysis['verdict']['text']}\n"
+            in result.stdout)
+    assert analysis["verdict"]["text"].startswith("maps fully")
+    assert f"  Edge TPU compiler: FAILED: {compiler['reason']}\n" in result.stdout
+
+
+def test_the_comparison_is_with_the_compiler_not_with_the_analysis(tmp_path, monkeypatch,
+                                                                  standin_bin):
+    """A recorded graph (the published nrf20 MNIST CNN, uint8 I/O: mnist9) is compiled by
+    replaying the real compiler's log, which maps all 10 ops, as the analysis does. Made wrong,
+    the analysis disagrees; the stand-in, which does not consult it, answers as before."""
+    import tensorflow as tf
+    from test_edgetpu_standin import nrf20_graph  # tests/ is on sys.path (conftest)
+
+    # The converter's record is carried into the compiled model (the compiler drops metadata);
+    # the fingerprint ignores metadata, so the graph is still the recorded one.
+    record = {"stands": "for the ArtifactId tfmobile.convert embeds"}
+    content = litert.with_metadata(nrf20_graph(tmp_path, tf.uint8), records.METADATA_NAME, record)
+    path = tmp_path / "digits.tflite"
+    path.write_bytes(content)
+    monkeypatch.setenv("PATH", f"{standin_bin}{os.pathsep}{os.environ['PATH']}")
+
+    section = edgetpu_compiler.edgetpu_report(path, content)
+    compiler = section["compiler"]
+    assert compiler["ran"] and compiler["compiled"] and compiler["exit_code"] == 0
+    assert compiler["version"] == "15.0.340273435"  # the recording's compiler, replayed
+    assert compiler["model"] == str(tmp_path / "digits_edgetpu.tflite")
+    assert compiler["log_file"] == str(tmp_path / "digits_edgetpu.log")
+    recorded = recordings.file_of("mnist9_edgetpu.log").read_text().splitlines()
+    written = (tmp_path / "digits_edgetpu.log").read_text().splitlines()
+    assert written[0] == recorded[0] and written[3:] == recorded[3:]  # mnist9's real table
+    log = edgetpu_compiler.model_log(compiler)
+    assert (log["edgetpu_operations"], log["cpu_operations"]) == (10, 0)
+    assert section["analysis"]["verdict"] == {"outcome": "maps fully",
+                                              "text": "maps fully (10 ops)"}
     assert section["analysis_vs_compiler"] == []
-    # The compiler drops metadata; the converter puts the model's record back.
-    compiled = (tmp_path / f"{stem}_edgetpu.tflite").read_bytes()
-    carried = records.ArtifactId.from_json(litert.read_metadata(compiled, records.METADATA_NAME))
-    assert carried == records.ConversionReport.read(tmp_path / f"{stem}.json").artifact_id
-    assert "agrees with the analysis" in result.stdout
-    assert "Edge TPU (offline analysis): " in result.stdout and "all of them" in result.stdout
+    compiled = (tmp_path / "digits_edgetpu.tflite").read_bytes()
+    assert litert.read_metadata(compiled, records.METADATA_NAME) == record
 
-
-@pytest.mark.slow
-def test_compiler_disagreeing_with_the_analysis_is_reported(tmp_path, convert):
-    """A real published log handed back (EfficientNet-EdgeTPU-M): every row differs."""
-    result = convert(tmp_path, "--model", "mobilenet_v3_small", "--alpha", "0.75", "--edgetpu",
-                     *SMALL, env={"EDGETPU_COMPILER_STANDIN_REPLAY":
-                                  str(LOGS / "efficientnet-edgetpu-M_quant_edgetpu.log")})
-    assert result.returncode == 0, result.stderr
-    report = json.loads(next(tmp_path.glob("*_minimalistic_c10_int8_uint8_io.json")).read_text())
-    differs = report["edgetpu"]["analysis_vs_compiler"]
-    assert {"what": "SOFTMAX: Mapped to Edge TPU", "analysis": 0, "log": 1} in differs  # logits here
-    assert any(d["what"] == "total_operations" for d in differs)
-    assert f"differs from the analysis in {len(differs)} row(s)" in result.stdout
+    monkeypatch.delitem(edgetpu.SUPPORTED, "MAX_POOL_2D")  # the analysis, made wrong
+    section = edgetpu_compiler.edgetpu_report(path, content)
+    assert section["analysis"]["verdict"]["outcome"] == "maps up to"
+    assert section["analysis"]["edgetpu_operations"] == 2  # QUANTIZE, CONV_2D before the pool
+    again = edgetpu_compiler.model_log(section["compiler"])
+    assert section["compiler"]["compiled"]
+    assert (again["edgetpu_operations"], again["cpu_operations"]) == (10, 0)  # unchanged
+    assert again["operators"] == log["operators"]
+    differs = section["analysis_vs_compiler"]
+    assert {"what": "edgetpu_operations", "analysis": 2, "log": 10} in differs
+    assert {"what": "cpu_operations", "analysis": 8, "log": 0} in differs
+    assert {"what": "MAX_POOL_2D: Mapped to Edge TPU", "analysis": 0, "log": 2} in differs
+    assert {"what": "MAX_POOL_2D: Operation not supported", "analysis": 2, "log": 0} in differs
+    assert not any(d["what"] in ("total_operations", "compiled") for d in differs)
 
 
 @pytest.mark.slow
@@ -94,8 +148,9 @@ def test_without_the_compiler_the_report_says_how_to_install_it(tmp_path, conver
 
 
 def test_a_failed_compilation_keeps_nothing_of_the_compiler(tmp_path, monkeypatch, standin_bin):
-    """A model with run-time shapes: the compiler refuses it whole; its reason is kept and no
-    `_edgetpu` file is left behind."""
+    """A model with run-time shapes, which the analysis says the compiler refuses whole. No
+    recording holds it, so the stand-in refuses it too (exit code 3, one line, nothing written);
+    its line is kept as the reason and no `_edgetpu` file is left behind."""
     import tensorflow as tf
 
     model = tf.keras.Sequential([tf.keras.Input((8, 8, 1)), tf.keras.layers.Flatten(),
@@ -105,13 +160,18 @@ def test_a_failed_compilation_keeps_nothing_of_the_compiler(tmp_path, monkeypatc
     converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
     converter.representative_dataset = lambda: (
         [np.random.default_rng(i).uniform(size=(1, 8, 8, 1)).astype(np.float32)] for i in range(4))
+    content = converter.convert()
     path = tmp_path / "dynamic.tflite"
-    path.write_bytes(converter.convert())
+    path.write_bytes(content)
+    assert edgetpu.analyze(content).outcome()[0] == "refused"
     monkeypatch.setenv("PATH", f"{standin_bin}{os.pathsep}{os.environ['PATH']}")
-    outcome = edgetpu_compiler.compile_model(path)
-    assert outcome["ran"] and not outcome["compiled"] and outcome["exit_code"] == 1
-    assert outcome["reason"] == "Compilation failed!"
-    assert outcome["log"]["compiled"] is False
+    outcome = edgetpu_compiler.compile_models([path])
+    assert outcome["ran"] and not outcome["compiled"] and outcome["exit_code"] == 3
+    assert outcome["reason"] == refusal(path, content)
+    assert outcome["models"] == [] and outcome["version"] is None
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["dynamic.tflite"]
+    # Refused by the analysis, not compiled by the compiler: they agree.
+    assert edgetpu_compiler.edgetpu_report(path, content)["analysis_vs_compiler"] == []
     assert sorted(p.name for p in tmp_path.iterdir()) == ["dynamic.tflite"]
 
 
@@ -122,6 +182,10 @@ def test_a_failed_compilation_keeps_nothing_of_the_compiler(tmp_path, monkeypatc
     (["--model", "mobilenet_v3_large", "--edgetpu", "--nominimalistic", "--noexpand_hard_swish"],
      "keeps HARD_SWISH, which the Edge TPU does not run"),
     (["--model", "fd_mobilenet_v9", "--edgetpu"], "unknown model 'fd_mobilenet_v9'"),
+    (["--model", "fd_mobilenet", "--edgetpu", "--edgetpu_compiler_flags=-x"], "has no option"),
+    (["--model", "fd_mobilenet", "--edgetpu", "--edgetpu_compiler_flags=-o /tmp"],
+     "drop -o/--out_dir"),
+    (["--model", "fd_mobilenet", "--edgetpu_compiler_flags=-a"], "applies to --edgetpu"),
 ])
 def test_options_that_cannot_map_are_refused(tmp_path, args, message, convert):
     result = convert(tmp_path / "out", *args)

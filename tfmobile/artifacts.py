@@ -72,12 +72,14 @@ def _write(report: ConversionReport, content: bytes, out_dir: pathlib.Path) -> C
 
 def convert_zoo_model(identity: ModelIdentity, request, out_dir: pathlib.Path, *,
                       image_set=None, verbose: bool = False, progress: bool = True,
-                      ) -> tuple[pathlib.Path, pathlib.Path, ConversionReport]:
+                      edgetpu_flags=None) -> tuple[pathlib.Path, pathlib.Path, ConversionReport]:
     """Builds the network `identity` names, converts it as `request` asks and writes
     `<stem>.tflite` and `<stem>.json` together.
 
     An Edge TPU conversion (request.conversion.edgetpu) adds the offline analysis, and the
-    compiler's output where it is installed (converters.edgetpu_compiler), to the report.
+    compiler's output where it is installed (converters.edgetpu_compiler), to the report; the
+    compiler gets `edgetpu_flags` (converters.edgetpu_flags.CompilerFlags), and so does the
+    analysis.
 
     Raises UsageError for bad arguments, ConversionError when the converter fails and
     WriteError when the files cannot be written (nothing is left behind then).
@@ -103,7 +105,7 @@ def convert_zoo_model(identity: ModelIdentity, request, out_dir: pathlib.Path, *
     if request.conversion.edgetpu:
         from converters.edgetpu_compiler import edgetpu_report
 
-        report.edgetpu = edgetpu_report(tflite_path, result.content)
+        report.edgetpu = edgetpu_report(tflite_path, result.content, edgetpu_flags)
         atomic.write_bytes(report_path, atomic.json_bytes(report.to_json()))
     return tflite_path, report_path, report
 
@@ -217,7 +219,7 @@ def detection_images(image_set, input_size: int, calibration_samples: int, eval_
 def convert_detector_model(identity: ModelIdentity, conversion: Conversion, out_dir: pathlib.Path,
                            *, image_set=None, calibration_samples: int = 300,
                            eval_samples: int = 64, verbose: bool = False, progress: bool = True,
-                           ) -> tuple[pathlib.Path, pathlib.Path, ConversionReport]:
+                           edgetpu_flags=None) -> tuple[pathlib.Path, pathlib.Path, ConversionReport]:
     """The detector `identity` names, converted as `conversion` says (the network in its mode,
     then TFLite_Detection_PostProcess unless conversion.raw_outputs), and written with its
     report. Errors as convert_zoo_model's."""
@@ -246,6 +248,7 @@ def convert_detector_model(identity: ModelIdentity, conversion: Conversion, out_
                 io_type=conversion.io_type, postprocess=postprocess,
                 expand_hard_swish=conversion.expand_hard_swish,
                 float_depthwise=conversion.float_depthwise, tail=family.tail,
+                float_tail=conversion.edgetpu,
                 progress=cli.progress_bar(console) if progress else None, verbose=verbose)
     except Exception as err:  # noqa: BLE001 - the converter fails in many ways; say which
         raise ConversionError(_last_line(err)) from err
@@ -271,6 +274,6 @@ def convert_detector_model(identity: ModelIdentity, conversion: Conversion, out_
     if conversion.edgetpu:
         from converters.edgetpu_compiler import edgetpu_report
 
-        report.edgetpu = edgetpu_report(tflite_path, content)
+        report.edgetpu = edgetpu_report(tflite_path, content, edgetpu_flags)
         atomic.write_bytes(report_path, atomic.json_bytes(report.to_json()))
     return tflite_path, report_path, report

@@ -39,6 +39,10 @@ flags.DEFINE_boolean("edgetpu", False, "Edge TPU profile: full-integer int8 with
                      "op maps (MobileNet V3 minimalistic, ShuffleNet V1 split_groups). Adds the "
                      "offline Edge TPU analysis to the report and, where edgetpu_compiler is on "
                      "PATH, compiles <stem>_edgetpu.tflite; refuses options that cannot map.")
+flags.DEFINE_string("edgetpu_compiler_flags", "", "--edgetpu: options for edgetpu_compiler, "
+                    "passed to it as written (e.g. \"-d -k 10\", \"-a\", \"-m 13\", \"-n 2\", "
+                    "\"-i TENSOR,...\"); the offline analysis follows those that change where ops "
+                    "run. Outputs go to --output_dir.")
 flags.DEFINE_enum("io_type", None, ["int8", "uint8", "float32"], "Input/output type of an "
                   "--int8 model (default int8; uint8 suits the Edge TPU and camera frames).")
 flags.DEFINE_boolean("per_tensor", False, "--int8: one scale per tensor instead of per output "
@@ -209,6 +213,24 @@ def edgetpu_profile(name: str, model_args: dict) -> dict:
     return args
 
 
+def edgetpu_compiler_flags():
+    """--edgetpu_compiler_flags, read (converters.edgetpu_flags); None without --edgetpu."""
+    from converters.edgetpu_flags import CompilerFlags
+
+    if not FLAGS.edgetpu:
+        if FLAGS.edgetpu_compiler_flags:
+            raise cli.UsageError("--edgetpu_compiler_flags applies to --edgetpu conversions")
+        return None
+    try:
+        chosen = CompilerFlags.parse(FLAGS.edgetpu_compiler_flags)
+    except ValueError as err:
+        raise cli.UsageError(f"--edgetpu_compiler_flags: {err}") from None
+    if chosen.out_dir is not None:
+        raise cli.UsageError("--edgetpu_compiler_flags: drop -o/--out_dir; the compiled model "
+                             "goes beside the converted one, in --output_dir")
+    return chosen
+
+
 def check_output_dir(path: str) -> pathlib.Path:
     out = pathlib.Path(path)
     try:
@@ -318,17 +340,16 @@ def fidelity_warnings(report: ConversionReport) -> list[str]:
 
 def print_edgetpu_summary(section: dict) -> None:
     analysis, compiler = section["analysis"], section["compiler"]
-    first = next(iter(analysis["ops"]), None)
     print(f"  Edge TPU (offline analysis): {analysis['edgetpu_operations']} of "
-          f"{analysis['total_operations']} ops map"
-          + (f"; op {first['index']} {first['operator']} stays on the CPU: {first['reason']}"
-             if first else ", all of them"))
+          f"{analysis['total_operations']} ops map; {analysis['verdict']['text']}")
     if not compiler["ran"]:
         print(f"  Edge TPU compiler: not run: {compiler['reason']}")
     elif not compiler["compiled"]:
         print(f"  Edge TPU compiler: FAILED: {compiler['reason']}")
     else:
-        log = compiler["log"]
+        from converters.edgetpu_compiler import model_log
+
+        log = model_log(compiler)
         differs = section["analysis_vs_compiler"]
         print(f"  Edge TPU compiler {compiler['version']}: {compiler['model']}, "
               f"{log['edgetpu_operations']} ops on the Edge TPU, {log['cpu_operations']} on the "
@@ -344,6 +365,7 @@ def main(argv):
     args = model_flags.model_args(FLAGS)
     if FLAGS.edgetpu:
         args = edgetpu_profile(FLAGS.model, args)
+    compiler_flags = edgetpu_compiler_flags()
     identity = model_flags.identity_from_flags(FLAGS, args)
     from tfmobile import models
 
@@ -367,7 +389,7 @@ def main(argv):
                 identity, conversion, out_dir,
                 image_set=image_set if FLAGS.calibration else None,
                 calibration_samples=FLAGS.calibration_samples, eval_samples=FLAGS.eval_samples,
-                verbose=FLAGS.verbose)
+                verbose=FLAGS.verbose, edgetpu_flags=compiler_flags)
         except ConversionError as err:
             print(f"tfmobile.convert: conversion failed: {err}", file=sys.stderr)
             return 1
@@ -400,7 +422,8 @@ def main(argv):
     )
     try:
         tflite_path, report_path, report = convert_zoo_model(
-            identity, request, out_dir, image_set=image_set, verbose=FLAGS.verbose)
+            identity, request, out_dir, image_set=image_set, verbose=FLAGS.verbose,
+            edgetpu_flags=compiler_flags)
     except ConversionError as err:
         print(f"tfmobile.convert: conversion failed: {err}", file=sys.stderr)
         return 1
