@@ -85,3 +85,50 @@ def table(directory: pathlib.Path, target: str, suffix: str = ".md") -> pathlib.
     (found,) = [p for p in directory.glob(f"*{suffix}") if p.name.startswith(prefix)
                 and "fd_mobilenet_paper" not in p.name]
     return found
+
+
+def mnist_cnn() -> keras.Model:
+    """The CNN behind the published mnist4 / mnist9 logs (same layers and shapes)."""
+    keras.utils.set_random_seed(0)
+    inputs = keras.Input((28, 28, 1))
+    x = keras.layers.Conv2D(32, 5, padding="same", activation="relu")(inputs)
+    x = keras.layers.MaxPooling2D()(x)
+    x = keras.layers.Conv2D(32, 5, padding="same", activation="relu")(x)
+    x = keras.layers.MaxPooling2D()(x)
+    x = keras.layers.Flatten()(x)
+    x = keras.layers.Dense(1024, activation="relu")(x)
+    return keras.Model(inputs, keras.layers.Dense(10, activation="softmax")(x))
+
+
+def nrf20_graph(directory: pathlib.Path, io_type) -> bytes:
+    """The published nrf20 MNIST CNN's graph built the way its quant_8.py built it
+    (from_saved_model of a SavedModel with an unknown batch, TFLITE_BUILTINS_INT8, the given
+    I/O type), with other weights: conv 5x5x32 / pool / conv 5x5x32 / pool / reshape to 1568 /
+    dense 1024 / dense 10 / softmax."""
+    import tensorflow as tf
+
+    rng = np.random.default_rng(0)
+    w = [tf.constant(rng.normal(0, 0.1, shape).astype(np.float32)) for shape in
+         [(5, 5, 1, 32), (32,), (5, 5, 32, 32), (32,), (1568, 1024), (1024,), (1024, 10), (10,)]]
+
+    @tf.function(input_signature=[tf.TensorSpec([None, 28, 28, 1], tf.float32)])
+    def serve(x):
+        x = tf.nn.max_pool2d(tf.nn.relu(tf.nn.conv2d(x, w[0], 1, "SAME") + w[1]), 2, 2, "VALID")
+        x = tf.nn.max_pool2d(tf.nn.relu(tf.nn.conv2d(x, w[2], 1, "SAME") + w[3]), 2, 2, "VALID")
+        x = tf.reshape(x, [-1, 7 * 7 * 32])
+        x = tf.nn.relu(tf.matmul(x, w[4]) + w[5])
+        return tf.nn.softmax(tf.matmul(x, w[6]) + w[7])
+
+    saved = directory / f"saved_{io_type.name if io_type else 'float'}"
+    module = tf.Module()
+    module.serve = serve
+    tf.saved_model.save(module, str(saved), signatures=serve)
+    converter = tf.lite.TFLiteConverter.from_saved_model(str(saved))
+    converter.optimizations = [tf.lite.Optimize.DEFAULT]
+    converter.representative_dataset = lambda: (
+        [np.random.default_rng(i).uniform(0, 1, (1, 28, 28, 1)).astype(np.float32)]
+        for i in range(2))
+    converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
+    if io_type is not None:
+        converter.inference_input_type = converter.inference_output_type = io_type
+    return converter.convert()

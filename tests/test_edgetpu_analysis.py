@@ -13,6 +13,7 @@ import pytest
 import tensorflow as tf
 
 from converters import edgetpu, edgetpu_log, litert, quantize, rewrite, tflite
+from helpers import mnist_cnn, nrf20_graph
 from tfmobile import models
 
 LOGS = pathlib.Path(__file__).parent / "data" / "edgetpu"
@@ -42,19 +43,6 @@ def from_keras_int8(model: keras.Model, shape) -> bytes:
     converter.representative_dataset = lambda: (
         [rng.uniform(-1, 1, (1, *shape)).astype(np.float32)] for _ in range(4))
     return converter.convert()
-
-
-def mnist_cnn() -> keras.Model:
-    """The CNN behind the published mnist4 / mnist9 logs (same layers and shapes)."""
-    keras.utils.set_random_seed(0)
-    inputs = keras.Input((28, 28, 1))
-    x = keras.layers.Conv2D(32, 5, padding="same", activation="relu")(inputs)
-    x = keras.layers.MaxPooling2D()(x)
-    x = keras.layers.Conv2D(32, 5, padding="same", activation="relu")(x)
-    x = keras.layers.MaxPooling2D()(x)
-    x = keras.layers.Flatten()(x)
-    x = keras.layers.Dense(1024, activation="relu")(x)
-    return keras.Model(inputs, keras.layers.Dense(10, activation="softmax")(x))
 
 
 def mnist_samples() -> np.ndarray:
@@ -375,8 +363,6 @@ def test_cli_compile_replays_the_compiler_and_holds_it_against_the_analysis(tmp_
     the same graph) and says, model by model, whether it agrees; co-compiling a model the
     stand-in holds no recording for fails with the compiler's (stand-in's) own line."""
     import os
-
-    from test_edgetpu_standin import nrf20_graph
 
     model = tmp_path / "mnist9.tflite"
     model.write_bytes(nrf20_graph(tmp_path, tf.uint8))

@@ -92,7 +92,7 @@ def test_the_comparison_is_with_the_compiler_not_with_the_analysis(tmp_path, mon
     replaying the real compiler's log, which maps all 10 ops, as the analysis does. Made wrong,
     the analysis disagrees; the stand-in, which does not consult it, answers as before."""
     import tensorflow as tf
-    from test_edgetpu_standin import nrf20_graph  # tests/ is on sys.path (conftest)
+    from helpers import nrf20_graph
 
     # The converter's record is carried into the compiled model (the compiler drops metadata);
     # the fingerprint ignores metadata, so the graph is still the recorded one.
