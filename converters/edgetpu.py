@@ -897,6 +897,10 @@ class Analysis:
         """The first op, in execution order, on the CPU for this cause."""
         return next((r for r in self.records if r.cause == cause), None)
 
+    def all_risks(self) -> list[str]:
+        """Why the model may not map: its own (op versions), then each mapped op's (sizes)."""
+        return self.risks + [f"op {r.index}: {risk}" for r in self.records for risk in r.risks]
+
     def outcome(self) -> tuple[str, str]:
         """(kind, sentence): the compiler will refuse the model, it maps fully, it maps up to an
         op, or it may not map because of a limit the compiler does not publish."""
@@ -904,7 +908,7 @@ class Analysis:
             at = f" (op {self.refusal.op})" if self.refusal.op is not None else ""
             return REFUSED, f"the compiler will refuse the model{at}: {self.refusal.reason}"
         mapped = self._mapped_part()
-        risks = self.risks + [f"op {r.index}: {risk}" for r in self.records for risk in r.risks]
+        risks = self.all_risks()
         if risks:
             more = f" (and {len(risks) - 1} more)" if len(risks) > 1 else ""
             return MAY_NOT_MAP, (f"may not map: unpublished limit: {risks[0]}{more}; by the "
@@ -1068,8 +1072,7 @@ def format_summary(analysis: Analysis, model: str | None = None) -> str:
                              "supported ops after it map again (-a)." if
                              analysis.flags.multiple_subgraphs else
                              "every op that depends on it runs on the CPU."))
-    risks = analysis.risks + [f"op {r.index}: {risk}" for r in analysis.records for risk in r.risks]
-    lines += [f"May not map: {risk}" for risk in risks]
+    lines += [f"May not map: {risk}" for risk in analysis.all_risks()]
     caveats = collections.Counter(c for r in analysis.records for c in r.caveats)
     lines += [f"Caveat ({n} ops): {caveat}" for caveat, n in caveats.items()]
     lines += [f"Note: {note}" for note in analysis.notes]

@@ -48,7 +48,9 @@ def compile_models(tflite_paths: list[pathlib.Path], flags: CompilerFlags | None
     executable = shutil.which(compiler)
     if executable is None:
         return {"ran": False, "reason": INSTALL}
-    passed = _without_out_dir(flags.args)
+    if flags.out_dir is not None:
+        raise ValueError("the compiled models go beside the models given: drop -o/--out_dir")
+    passed = list(flags.args)
     home = tflite_paths[0].parent
     with tempfile.TemporaryDirectory(prefix=".edgetpu-", dir=home) as scratch:
         command = [executable, "--show_operations", "--out_dir", scratch, *passed,
@@ -73,40 +75,25 @@ def compile_models(tflite_paths: list[pathlib.Path], flags: CompilerFlags | None
             result["models"] = []
             return result
         for path, model in zip(tflite_paths, result["models"], strict=True):
-            for key in ("model", "log_file", "segments", "segment_logs"):
-                if key not in model:
-                    continue
-                names = model[key] if isinstance(model[key], list) else [model[key]]
-                finals = []
-                for name in names:
-                    final = path.parent / pathlib.Path(name).name
-                    if final.suffix == ".tflite":
-                        carry_the_record_over(path, pathlib.Path(name))
-                    os.replace(name, final)
-                    finals.append(str(final))
-                model[key] = finals if isinstance(model[key], list) else finals[0]
+            for key in ("model", "log_file"):
+                if key in model:
+                    model[key] = _beside(path, model[key])
+            for key in ("segments", "segment_logs"):
+                if key in model:
+                    model[key] = [_beside(path, name) for name in model[key]]
     first = result["models"][0] if result["models"] else {}
     result.update({k: first[k] for k in ("model", "log_file") if k in first})
-    if "operators" in first and first.get("table") == "complete":  # the whole table
-        parsed.update(table="complete", operators=first["operators"])
     return result
 
 
-def _without_out_dir(args: tuple[str, ...]) -> list[str]:
-    """The user's options without -o/--out_dir: outputs go beside the models."""
-    kept, skip = [], False
-    for word in args:
-        if skip:
-            skip = False
-            continue
-        if word in ("-o", "--out_dir"):
-            skip = True
-            continue
-        if word.startswith(("--out_dir=", "-o=")) or (word.startswith("-o") and len(word) > 2
-                                                      and not word.startswith("--")):
-            continue
-        kept.append(word)
-    return kept
+def _beside(source: pathlib.Path, written: str) -> str:
+    """Moves a file the compiler wrote for `source` next to it; a compiled model first gets
+    the source's record back (carry_the_record_over)."""
+    final = source.parent / pathlib.Path(written).name
+    if final.suffix == ".tflite":
+        carry_the_record_over(source, pathlib.Path(written))
+    os.replace(written, final)
+    return str(final)
 
 
 def _per_model(tflite_paths: list[pathlib.Path], produced: list[pathlib.Path]) -> list[dict]:
