@@ -721,7 +721,8 @@ def _place(graph: _Graph, verdicts: list[Verdict | None], flags: CompilerFlags):
     cut = None
     for op, verdict in zip(graph.ops, verdicts, strict=True):
         sources = {side.get(t) for t in op.inputs}
-        if any(t in after_stop for t in op.inputs):
+        follows_stop = any(t in after_stop for t in op.inputs)
+        if follows_stop:
             where, cause = "cpu after", "unsupported" if verdict else "intermediate-tensors"
         elif "cpu after" in sources and not flags.multiple_subgraphs:
             where, cause = "cpu after", ("unsupported" if verdict else "single-partition")
@@ -734,7 +735,7 @@ def _place(graph: _Graph, verdicts: list[Verdict | None], flags: CompilerFlags):
             where, cause = "cpu before", "unsupported"
         placed.append((where, cause))
         side.update((t, where) for t in op.outputs)
-        if any(t in after_stop for t in op.inputs):
+        if follows_stop:
             after_stop.update(op.outputs)
         else:  # the -i tensors themselves: the op making one maps, those using it do not
             after_stop.update(t for t in op.outputs if stops & graph.names(t))
