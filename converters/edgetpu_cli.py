@@ -4,7 +4,6 @@
 
 from __future__ import annotations
 
-import dataclasses
 import os
 import pathlib
 import sys
@@ -34,15 +33,10 @@ def _flags_from_command_line():
 
     FLAGS = flags.FLAGS
     try:
-        chosen = CompilerFlags.parse(FLAGS.compiler_flags)
+        return CompilerFlags.passed_through(
+            FLAGS.compiler_flags, FLAGS.runtime if FLAGS["runtime"].present else None)
     except ValueError as err:
         raise cli.UsageError(f"--compiler_flags: {err}") from None
-    if FLAGS["runtime"].present:
-        chosen = dataclasses.replace(chosen, min_runtime_version=FLAGS.runtime)
-    if chosen.out_dir is not None:
-        raise cli.UsageError("--compiler_flags: drop -o/--out_dir; compiled models go beside "
-                             "the models given")
-    return chosen
 
 
 def _read_models(paths: list[str]) -> list[bytes]:

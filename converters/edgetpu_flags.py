@@ -33,7 +33,7 @@ class _Parser(argparse.ArgumentParser):
 
 def _parser() -> _Parser:
     parser = _Parser(prog="edgetpu_compiler", add_help=False, allow_abbrev=False)
-    parser.add_argument("-m", "--min_runtime_version", type=int, default=LATEST_RUNTIME)
+    parser.add_argument("-m", "--min_runtime_version", type=int, default=None)
     parser.add_argument("-a", "--enable_multiple_subgraphs", action="store_true")
     parser.add_argument("-i", "--intermediate_tensors", default="")
     parser.add_argument("-n", "--num_segments", type=int, default=1)
@@ -76,12 +76,29 @@ class CompilerFlags:
             raise ValueError("-v/--version and -h/--help make edgetpu_compiler print and exit "
                              "without compiling; leave them out")
         for name in ("min_runtime_version", "num_segments", "delegate_search_step", "timeout_sec"):
-            if getattr(parsed, name) < 1:
+            if getattr(parsed, name) is not None and getattr(parsed, name) < 1:
                 raise ValueError(f"edgetpu_compiler --{name} must be a positive whole number")
         tensors = tuple(t.strip() for t in parsed.intermediate_tensors.split(",") if t.strip())
-        return cls(tuple(words), parsed.min_runtime_version, parsed.enable_multiple_subgraphs,
+        runtime = LATEST_RUNTIME if parsed.min_runtime_version is None \
+            else parsed.min_runtime_version
+        return cls(tuple(words), runtime, parsed.enable_multiple_subgraphs,
                    tensors, parsed.num_segments, parsed.search_delegate,
                    parsed.delegate_search_step, parsed.out_dir)
+
+    @classmethod
+    def passed_through(cls, args: str | list[str], runtime: int | None = None) -> CompilerFlags:
+        """Options a tfmobile command hands on to the compiler: as `parse`, without -o/--out_dir
+        (the compiled models go beside the models given), and with `runtime`, where the command
+        takes it as a flag of its own, written as the compiler's -m so that the compiler and the
+        analysis target the same runtime."""
+        chosen = cls.parse(args)
+        if chosen.out_dir is not None:
+            raise ValueError("drop -o/--out_dir: the compiled models go beside the models given")
+        if runtime is None:
+            return chosen
+        if _parser().parse_known_args(list(chosen.args))[0].min_runtime_version is not None:
+            raise ValueError("-m and --runtime both set the Edge TPU runtime; give one")
+        return cls.parse(chosen.args + ("-m", str(runtime)))
 
     def placement(self) -> dict:
         """The options the analysis follows that differ from the compiler's defaults."""

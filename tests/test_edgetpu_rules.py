@@ -384,3 +384,14 @@ def test_whole_model_failures_are_read_as_failures():
         assert parsed["compiled"] in (False, None) and parsed["models"] == [], name
     assert log("large_activation_tensors_failed_v16.log")["errors"][-1] == (
         "Compilation failed: Compilation failed due to large activation tensors in model.")
+
+
+def test_a_commands_runtime_flag_reaches_the_compiler_as_its_own_option():
+    """`converters.edgetpu compile --runtime 12` targets runtime 12 in the analysis and in the
+    compiler alike; -o and a second runtime are refused."""
+    assert CompilerFlags.passed_through("-a", runtime=12).args == ("-a", "-m", "12")
+    assert CompilerFlags.passed_through("-a").args == ("-a",)
+    with pytest.raises(ValueError, match="give one"):
+        CompilerFlags.passed_through("-m 13", runtime=12)
+    with pytest.raises(ValueError, match="drop -o/--out_dir"):
+        CompilerFlags.passed_through("--out_dir=x")

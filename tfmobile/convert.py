@@ -222,13 +222,9 @@ def edgetpu_compiler_flags():
             raise cli.UsageError("--edgetpu_compiler_flags applies to --edgetpu conversions")
         return None
     try:
-        chosen = CompilerFlags.parse(FLAGS.edgetpu_compiler_flags)
+        return CompilerFlags.passed_through(FLAGS.edgetpu_compiler_flags)
     except ValueError as err:
         raise cli.UsageError(f"--edgetpu_compiler_flags: {err}") from None
-    if chosen.out_dir is not None:
-        raise cli.UsageError("--edgetpu_compiler_flags: drop -o/--out_dir; the compiled model "
-                             "goes beside the converted one, in --output_dir")
-    return chosen
 
 
 def check_output_dir(path: str) -> pathlib.Path:
